@@ -1,0 +1,11 @@
+//! `cargo xtask bench`: criterion benches and whole-server measurements.
+
+use anyhow::Result;
+use xshell::Shell;
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_sh: &Shell, _args: Args) -> Result<()> {
+    anyhow::bail!("not yet implemented")
+}

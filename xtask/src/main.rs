@@ -1,0 +1,58 @@
+//! `cargo xtask <command>`: every developer and CI workflow of oxserve as one command.
+
+mod bench;
+mod demo;
+mod fixtures;
+mod onnxruntime;
+mod setup;
+mod test;
+mod venv;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "oxserve developer and CI workflows")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch what the build and tests need that a fresh machine lacks (idempotent).
+    Setup,
+    /// Run the whole test suite.
+    Test(test::Args),
+    /// Serve the bundled example models and show real inferences over REST and gRPC.
+    Demo(demo::Args),
+    /// Retrain the model fixtures with the real Python frameworks.
+    Fixtures,
+    /// Run benchmarks.
+    Bench(bench::Args),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(project_root());
+    match cli.command {
+        Command::Setup => setup::run(&sh),
+        Command::Test(args) => test::run(&sh, args),
+        Command::Demo(args) => demo::run(&sh, args),
+        Command::Fixtures => fixtures::run(&sh),
+        Command::Bench(args) => bench::run(&sh, args),
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
+}
+
+/// Where xtask keeps downloaded and generated artifacts (ignored by git).
+pub fn state_dir() -> PathBuf {
+    project_root().join(".oxserve")
+}
