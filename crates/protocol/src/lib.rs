@@ -6,9 +6,13 @@
 
 pub mod datatype;
 pub mod error;
+pub mod extensions;
+pub mod grpc;
 pub mod infer;
 pub mod parameters;
+pub mod rest;
 pub mod tensor;
+pub mod v1;
 
 pub use datatype::DataType;
 pub use error::{ErrorCode, ProtocolError, Result};
