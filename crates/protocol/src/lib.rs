@@ -10,6 +10,7 @@ pub mod extensions;
 pub mod grpc;
 pub mod infer;
 pub mod parameters;
+pub mod raw;
 pub mod rest;
 pub mod tensor;
 pub mod v1;
