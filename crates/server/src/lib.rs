@@ -3,8 +3,13 @@
 
 pub mod batcher;
 pub mod error;
+pub mod metrics;
 pub mod model;
+pub mod repository;
 pub mod runtimes;
+pub mod settings;
+pub mod stats;
+pub mod validate;
 
 pub use error::{Error, Result};
 pub use model::Model;

@@ -1,0 +1,239 @@
+//! Prometheus metrics: per-model request counts by outcome, latency, queue time and batch
+//! size, encoded for `GET /metrics`.
+//!
+//! Label lookups hash and allocate, so each loaded model version resolves its handles once
+//! ([`Metrics::for_model`]) and the request path only touches atomics.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use oxserve_protocol::ErrorCode;
+
+/// Which frontend a request came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Rest,
+    Grpc,
+    V1,
+}
+
+impl Protocol {
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Rest => "rest",
+            Protocol::Grpc => "grpc",
+            Protocol::V1 => "v1",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    model: String,
+    version: String,
+    protocol: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ModelLabels {
+    model: String,
+    version: String,
+}
+
+type HistogramFamily = Family<ModelLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 50 µs … ~26 s, doubling.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+fn batch_size_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 12))
+}
+
+/// The server's metric registry.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily,
+    queue: HistogramFamily,
+    batch_size: HistogramFamily,
+    models_loaded: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("oxserve");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let queue = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let batch_size =
+            HistogramFamily::new_with_constructor(batch_size_histogram as fn() -> Histogram);
+        let models_loaded = Gauge::default();
+        registry.register(
+            "inference_requests",
+            "Inference requests by model, protocol and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "inference_duration_seconds",
+            "Time from decoded request to response, per model",
+            latency.clone(),
+        );
+        registry.register(
+            "queue_duration_seconds",
+            "Time requests waited in the batcher queue",
+            queue.clone(),
+        );
+        registry.register("batch_size", "Rows per executed batch", batch_size.clone());
+        registry.register(
+            "models_loaded",
+            "Model versions currently loaded",
+            models_loaded.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            queue,
+            batch_size,
+            models_loaded,
+        }
+    }
+
+    /// Resolves the handles one model version uses on the request path.
+    pub fn for_model(&self, model: &str, version: &str) -> ModelMetrics {
+        let labels = ModelLabels {
+            model: model.to_owned(),
+            version: version.to_owned(),
+        };
+        let success = |protocol: Protocol| {
+            self.requests.get_or_create_owned(&RequestLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+                protocol: protocol.label(),
+                outcome: "success",
+            })
+        };
+        ModelMetrics {
+            model: model.to_owned(),
+            version: version.to_owned(),
+            success_rest: success(Protocol::Rest),
+            success_grpc: success(Protocol::Grpc),
+            success_v1: success(Protocol::V1),
+            requests: self.requests.clone(),
+            latency: self.latency.get_or_create_owned(&labels),
+            queue: self.queue.get_or_create_owned(&labels),
+            batch_size: self.batch_size.get_or_create_owned(&labels),
+        }
+    }
+
+    /// Sets the number of loaded model versions.
+    pub fn set_models_loaded(&self, n: usize) {
+        self.models_loaded.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Pre-resolved metric handles of one model version.
+#[derive(Clone)]
+pub struct ModelMetrics {
+    model: String,
+    version: String,
+    success_rest: Counter,
+    success_grpc: Counter,
+    success_v1: Counter,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histogram,
+    queue: Histogram,
+    batch_size: Histogram,
+}
+
+impl ModelMetrics {
+    /// Counts one request and its latency.
+    pub fn observe_request(
+        &self,
+        protocol: Protocol,
+        outcome: Result<(), ErrorCode>,
+        elapsed: Duration,
+    ) {
+        match outcome {
+            Ok(()) => {
+                match protocol {
+                    Protocol::Rest => self.success_rest.inc(),
+                    Protocol::Grpc => self.success_grpc.inc(),
+                    Protocol::V1 => self.success_v1.inc(),
+                };
+            }
+            Err(code) => {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        model: self.model.clone(),
+                        version: self.version.clone(),
+                        protocol: protocol.label(),
+                        outcome: code.label(),
+                    })
+                    .inc();
+            }
+        }
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one batched execution as seen by one request.
+    pub fn observe_batch(&self, queue_time: Duration, batch_size: usize) {
+        self.queue.observe(queue_time.as_secs_f64());
+        self.batch_size.observe(batch_size as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_outcomes_per_model() {
+        let metrics = Metrics::new();
+        let m = metrics.for_model("iris", "1");
+        m.observe_request(Protocol::Rest, Ok(()), Duration::from_millis(1));
+        m.observe_request(
+            Protocol::Grpc,
+            Err(ErrorCode::InvalidArgument),
+            Duration::from_millis(1),
+        );
+        m.observe_batch(Duration::from_micros(10), 4);
+        metrics.set_models_loaded(1);
+        let text = metrics.encode();
+        assert!(text.contains(
+            r#"oxserve_inference_requests_total{model="iris",version="1",protocol="rest",outcome="success"} 1"#
+        ), "{text}");
+        assert!(
+            text.contains(r#"protocol="grpc",outcome="invalid_argument"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"oxserve_batch_size_count{model="iris",version="1"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("oxserve_models_loaded 1"), "{text}");
+    }
+}

@@ -1,0 +1,214 @@
+//! Per-model settings: the optional `model-settings.json` beside a model, using MLServer's
+//! field names where they fit, validated into [`ModelSettings`] before use.
+//!
+//! ```json
+//! {
+//!   "name": "iris",
+//!   "versions": ["2"],
+//!   "max_batch_size": 32,
+//!   "max_batch_time": 0.002,
+//!   "preferred_batch_sizes": [8, 16],
+//!   "max_queue_size": 1024,
+//!   "timeout": 5.0,
+//!   "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}],
+//!   "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}],
+//!   "parameters": {"intra_op_threads": 1}
+//! }
+//! ```
+//! Every field is optional. Times are in seconds, as in MLServer. `inputs`/`outputs`
+//! replace the metadata the runtime reports (names must exist in the model). Unknown
+//! fields are an error, so a typo cannot be silently ignored.
+
+use std::path::Path;
+use std::time::Duration;
+
+use oxserve_protocol::TensorMetadata;
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The file name looked for in a model directory.
+pub const SETTINGS_FILE: &str = "model-settings.json";
+
+/// `model-settings.json` as written on disk.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    name: Option<String>,
+    versions: Option<Vec<String>>,
+    max_batch_size: Option<usize>,
+    max_batch_time: Option<f64>,
+    preferred_batch_sizes: Option<Vec<usize>>,
+    max_queue_size: Option<usize>,
+    timeout: Option<f64>,
+    inputs: Option<Vec<TensorMetadata>>,
+    outputs: Option<Vec<TensorMetadata>>,
+    parameters: Option<RawParameters>,
+    /// MLServer's Python class path; accepted so MLServer files load, otherwise unused.
+    #[allow(dead_code)]
+    implementation: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawParameters {
+    intra_op_threads: Option<usize>,
+    sessions: Option<usize>,
+    /// MLServer's `parameters.uri` / `parameters.version`: accepted, version used as the
+    /// served version name of an unversioned model.
+    #[allow(dead_code)]
+    uri: Option<String>,
+    version: Option<String>,
+}
+
+/// Validated per-model settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSettings {
+    /// Served name; defaults to the directory name.
+    pub name: Option<String>,
+    /// Versions to load; empty = the latest only.
+    pub versions: Vec<String>,
+    /// Version name of an unversioned model (default "1").
+    pub version: Option<String>,
+    /// Rows per batch; 0 or 1 disables the batcher.
+    pub max_batch_size: usize,
+    pub max_batch_time: Duration,
+    pub preferred_batch_sizes: Vec<usize>,
+    pub max_queue_size: usize,
+    /// Per-request timeout while queued in the batcher.
+    pub timeout: Option<Duration>,
+    pub inputs: Option<Vec<TensorMetadata>>,
+    pub outputs: Option<Vec<TensorMetadata>>,
+    pub intra_op_threads: Option<usize>,
+    pub sessions: Option<usize>,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings {
+            name: None,
+            versions: Vec::new(),
+            version: None,
+            max_batch_size: 0,
+            max_batch_time: Duration::ZERO,
+            preferred_batch_sizes: Vec::new(),
+            max_queue_size: 1024,
+            timeout: None,
+            inputs: None,
+            outputs: None,
+            intra_op_threads: None,
+            sessions: None,
+        }
+    }
+}
+
+impl ModelSettings {
+    /// Reads `dir/model-settings.json` if present, else the defaults.
+    pub fn load_dir(dir: &Path, model: &str) -> Result<ModelSettings> {
+        let path = dir.join(SETTINGS_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => ModelSettings::parse(&bytes, model),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ModelSettings::default()),
+            Err(e) => Err(Error::load(
+                model,
+                format!("reading {}: {e}", path.display()),
+            )),
+        }
+    }
+
+    /// Parses and validates settings JSON.
+    pub fn parse(bytes: &[u8], model: &str) -> Result<ModelSettings> {
+        let raw: RawSettings = serde_json::from_slice(bytes)
+            .map_err(|e| Error::load(model, format!("{SETTINGS_FILE}: {e}")))?;
+        let bad = |msg: String| Error::load(model, format!("{SETTINGS_FILE}: {msg}"));
+        let seconds = |field: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(Duration::from_secs_f64(v))
+            } else {
+                Err(bad(format!(
+                    "{field} must be a non-negative number of seconds, got {v}"
+                )))
+            }
+        };
+        let max_batch_time = seconds("max_batch_time", raw.max_batch_time.unwrap_or(0.0))?;
+        let timeout = raw.timeout.map(|t| seconds("timeout", t)).transpose()?;
+        let defaults = ModelSettings::default();
+        let max_queue_size = raw.max_queue_size.unwrap_or(defaults.max_queue_size);
+        if max_queue_size == 0 {
+            return Err(bad("max_queue_size must be at least 1".into()));
+        }
+        let preferred = raw.preferred_batch_sizes.unwrap_or_default();
+        let max_batch_size = raw.max_batch_size.unwrap_or(0);
+        if let Some(p) = preferred
+            .iter()
+            .find(|&&p| p == 0 || p > max_batch_size.max(1))
+        {
+            return Err(bad(format!(
+                "preferred batch size {p} must be between 1 and max_batch_size {max_batch_size}"
+            )));
+        }
+        let params = raw.parameters.unwrap_or_default();
+        if params.sessions == Some(0) || params.intra_op_threads == Some(0) {
+            return Err(bad(
+                "parameters.sessions and intra_op_threads must be at least 1".into(),
+            ));
+        }
+        Ok(ModelSettings {
+            name: raw.name,
+            versions: raw.versions.unwrap_or_default(),
+            version: params.version,
+            max_batch_size,
+            max_batch_time,
+            preferred_batch_sizes: preferred,
+            max_queue_size,
+            timeout,
+            inputs: raw.inputs,
+            outputs: raw.outputs,
+            intra_op_threads: params.intra_op_threads,
+            sessions: params.sessions,
+        })
+    }
+
+    /// True when requests go through the dynamic batcher.
+    pub fn batching(&self) -> bool {
+        self.max_batch_size > 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mlserver_style_settings() {
+        let s = ModelSettings::parse(
+            br#"{"name":"iris","implementation":"mlserver_sklearn.SKLearnModel",
+                "max_batch_size":8,"max_batch_time":0.5,"parameters":{"uri":"./m","version":"v2"}}"#,
+            "m",
+        )
+        .unwrap();
+        assert_eq!(s.name.as_deref(), Some("iris"));
+        assert_eq!(s.max_batch_time, Duration::from_millis(500));
+        assert_eq!(s.version.as_deref(), Some("v2"));
+        assert!(s.batching());
+    }
+
+    #[test]
+    fn rejects_typos_and_bad_values() {
+        let e = ModelSettings::parse(br#"{"max_batchsize": 8}"#, "m")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `max_batchsize`"), "{e}");
+        let e = ModelSettings::parse(br#"{"max_batch_time": -1}"#, "m")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_batch_time must be a non-negative"), "{e}");
+        let e = ModelSettings::parse(
+            br#"{"max_batch_size": 4, "preferred_batch_sizes": [8]}"#,
+            "m",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("preferred batch size 8"), "{e}");
+    }
+}
