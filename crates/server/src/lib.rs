@@ -2,6 +2,7 @@
 //! gRPC frontends over one inference core.
 
 pub mod batcher;
+pub mod core;
 pub mod error;
 pub mod metrics;
 pub mod model;

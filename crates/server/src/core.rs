@@ -1,0 +1,589 @@
+//! The inference core both frontends share: the registry of loaded models, load/unload,
+//! request validation, dispatch (directly or through the batcher), metrics and statistics.
+//!
+//! Reads are lock-free: the registry is an immutable map behind an [`ArcSwap`], replaced
+//! whole by load and unload (which are serialised by an async mutex), so the request path
+//! never waits on an administrative operation.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use oxserve_protocol::{InferRequest, InferResponse, ModelMetadata, ServerMetadata, Tensor};
+
+use crate::batcher::{Batcher, BatcherConfig};
+use crate::error::{Error, Result};
+use crate::metrics::{Metrics, ModelMetrics, Protocol};
+use crate::model::Model;
+use crate::repository::{ModelLocation, Repository};
+use crate::settings::ModelSettings;
+use crate::stats::ModelStats;
+use crate::validate::{select_outputs, validate_request};
+
+/// Extensions of the protocol this server implements, as advertised in server metadata.
+pub const EXTENSIONS: &[&str] = &[
+    "binary_tensor_data",
+    "model_repository",
+    "statistics",
+    "model_configuration",
+];
+
+/// Lifecycle of a model in the registry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelState {
+    Loading,
+    Ready,
+    /// Explicitly unloaded; does not count against server readiness.
+    Unloaded,
+    /// Loading failed, with the reason.
+    Failed(String),
+}
+
+impl ModelState {
+    /// The state name of the repository extension.
+    pub fn wire_name(&self) -> &'static str {
+        match self {
+            ModelState::Loading => "LOADING",
+            ModelState::Ready => "READY",
+            ModelState::Unloaded | ModelState::Failed(_) => "UNAVAILABLE",
+        }
+    }
+
+    /// Why the model is not ready, if it isn't.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            ModelState::Unloaded => Some("unloaded"),
+            ModelState::Failed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+/// One loaded version of a model, ready to serve.
+pub struct ModelVersion {
+    pub name: String,
+    pub version: String,
+    /// What clients see: the runtime's metadata, overridden by settings, under the served name.
+    pub metadata: ModelMetadata,
+    pub settings: ModelSettings,
+    pub stats: Arc<ModelStats>,
+    model: Arc<dyn Model>,
+    batcher: Option<Batcher>,
+    metrics: ModelMetrics,
+}
+
+impl ModelVersion {
+    async fn run(&self, mut request: InferRequest) -> Result<InferResponse> {
+        request = self.model.preprocess(request)?;
+        validate_request(&self.metadata, &request)?;
+        let id = request.id.take();
+        let wanted = InferRequest {
+            outputs: request.outputs.clone(),
+            ..Default::default()
+        };
+        let outputs = match &self.batcher {
+            Some(batcher) => {
+                let (outputs, info) = batcher.infer(request, self.settings.timeout).await?;
+                self.metrics.observe_batch(info.queue_time, info.batch_size);
+                self.stats.queue.record(info.queue_time);
+                outputs
+            }
+            None => {
+                // Small models answer fastest on the request's own worker thread; heavy
+                // models get the batcher, which runs them on blocking threads.
+                let outputs = self.model.infer(request)?;
+                select_outputs(&wanted, outputs, &self.name)?
+            }
+        };
+        let outputs = self.model.postprocess(outputs)?;
+        Ok(InferResponse {
+            model_name: self.name.clone(),
+            model_version: Some(self.version.clone()),
+            id,
+            parameters: Default::default(),
+            outputs,
+        })
+    }
+
+    /// The `max_batch_size` the model configuration reports (0: no batching).
+    pub fn max_batch_size(&self) -> usize {
+        if self.batcher.is_some() {
+            self.settings.max_batch_size
+        } else {
+            0
+        }
+    }
+}
+
+/// A model name in the registry with its state and loaded versions.
+pub struct ModelEntry {
+    pub name: String,
+    pub state: ModelState,
+    /// Loaded versions by version name.
+    pub versions: BTreeMap<String, Arc<ModelVersion>>,
+    /// The version used when a request names none (the highest).
+    pub default_version: Option<String>,
+}
+
+/// Names and settings of the server itself.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    pub server_name: String,
+    pub server_version: String,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            server_name: "oxserve".into(),
+            server_version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+type Registry = BTreeMap<String, Arc<ModelEntry>>;
+
+/// The inference core: the registry of models and everything done with them.
+pub struct Core {
+    config: CoreConfig,
+    repository: Option<Repository>,
+    models: ArcSwap<Registry>,
+    admin: tokio::sync::Mutex<()>,
+    metrics: Metrics,
+    started: AtomicBool,
+    shutting_down: AtomicBool,
+}
+
+impl Core {
+    /// A core serving models from `repository` (nothing is loaded until [`Core::load_all`]).
+    pub fn new(config: CoreConfig, repository: Option<Repository>) -> Core {
+        Core {
+            config,
+            repository,
+            models: ArcSwap::from_pointee(Registry::new()),
+            admin: tokio::sync::Mutex::new(()),
+            metrics: Metrics::new(),
+            started: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// The metric registry.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Server metadata with the extensions implemented.
+    pub fn server_metadata(&self) -> ServerMetadata {
+        ServerMetadata {
+            name: self.config.server_name.clone(),
+            version: self.config.server_version.clone(),
+            extensions: EXTENSIONS.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// Live until shutdown begins.
+    pub fn is_live(&self) -> bool {
+        !self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Ready when start-up loading finished and every model that should serve is ready.
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
+            && self.is_live()
+            && self
+                .models
+                .load()
+                .values()
+                .all(|m| matches!(m.state, ModelState::Ready | ModelState::Unloaded))
+    }
+
+    /// A snapshot of the registry.
+    pub fn entries(&self) -> Vec<Arc<ModelEntry>> {
+        self.models.load().values().cloned().collect()
+    }
+
+    /// The served version `version` (or the default) of `model`.
+    pub fn version(&self, model: &str, version: Option<&str>) -> Result<Arc<ModelVersion>> {
+        let models = self.models.load();
+        let entry = models
+            .get(model)
+            .ok_or_else(|| Error::not_found(format!("model \"{model}\" not found")))?;
+        let version_name = match version {
+            Some(v) => v,
+            None => entry
+                .default_version
+                .as_deref()
+                .ok_or_else(|| not_ready(entry))?,
+        };
+        match entry.versions.get(version_name) {
+            Some(v) => Ok(v.clone()),
+            None if entry.versions.is_empty() => Err(not_ready(entry)),
+            None => Err(Error::not_found(format!(
+                "model \"{model}\" has no version \"{version_name}\""
+            ))),
+        }
+    }
+
+    /// Whether `model` (and `version`, if given) is ready; unknown → not found.
+    pub fn model_ready(&self, model: &str, version: Option<&str>) -> Result<bool> {
+        match self.version(model, version) {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == oxserve_protocol::ErrorCode::Unavailable => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Runs one inference request end to end and records its metrics and statistics.
+    pub async fn infer(
+        &self,
+        model: &str,
+        version: Option<&str>,
+        request: InferRequest,
+        protocol: Protocol,
+    ) -> Result<InferResponse> {
+        let start = Instant::now();
+        let served = self.version(model, version)?;
+        let result = served.run(request).await;
+        let elapsed = start.elapsed();
+        served.metrics.observe_request(
+            protocol,
+            result.as_ref().map(|_| ()).map_err(Error::code),
+            elapsed,
+        );
+        served.stats.record_request(result.is_ok(), elapsed);
+        if let Err(e) = &result {
+            tracing::debug!(model, error = %e, "inference failed");
+        }
+        result
+    }
+
+    /// Loads every model of the repository; failures are recorded per model, not fatal.
+    pub async fn load_all(&self) {
+        if let Some(repo) = self.repository.clone() {
+            for found in repo.scan() {
+                match found {
+                    Ok(location) => {
+                        let name = location.name.clone();
+                        if let Err(e) = self.load_location(location).await {
+                            tracing::error!(model = %name, error = %e, "model failed to load");
+                        }
+                    }
+                    Err(e) => {
+                        let name = match &e {
+                            Error::Load { model, .. } => model.clone(),
+                            _ => "?".into(),
+                        };
+                        tracing::error!(model = %name, error = %e, "model failed to load");
+                        let _guard = self.admin.lock().await;
+                        self.put(failed_entry(&name, &e));
+                    }
+                }
+            }
+        }
+        self.started.store(true, Ordering::Relaxed);
+        self.metrics.set_models_loaded(self.loaded_version_count());
+    }
+
+    /// (Re)loads `name` from the repository; the old versions serve until the new are ready.
+    pub async fn load(&self, name: &str) -> Result<()> {
+        let repo = self
+            .repository
+            .as_ref()
+            .ok_or_else(|| Error::not_found("this server has no model repository"))?;
+        let location = repo.locate(name)?;
+        self.load_location(location).await
+    }
+
+    async fn load_location(&self, location: ModelLocation) -> Result<()> {
+        let _guard = self.admin.lock().await;
+        let name = location.name.clone();
+        let previous = self.models.load().get(&name).cloned();
+        if previous.as_ref().is_none_or(|p| p.versions.is_empty()) {
+            self.put(Arc::new(ModelEntry {
+                name: name.clone(),
+                state: ModelState::Loading,
+                versions: BTreeMap::new(),
+                default_version: None,
+            }));
+        }
+        let loaded = tokio::task::spawn_blocking(move || {
+            let mut models = Vec::new();
+            for v in &location.versions {
+                let model = crate::runtimes::load(&location.name, v, &location.settings)?;
+                models.push((v.version.clone(), model));
+            }
+            Ok::<_, Error>((location, models))
+        })
+        .await
+        .map_err(|e| Error::load(&name, format!("loader task failed: {e}")))
+        .and_then(|r| r);
+        let result = match loaded {
+            Ok((location, models)) => {
+                let versions: Vec<String> = models.iter().map(|(v, _)| v.clone()).collect();
+                let mut built = BTreeMap::new();
+                let mut error = None;
+                for (version, model) in models {
+                    match self.build_version(&name, &version, &versions, model, &location.settings)
+                    {
+                        Ok(v) => {
+                            built.insert(version, Arc::new(v));
+                        }
+                        Err(e) => error = Some(e),
+                    }
+                }
+                match error {
+                    Some(e) => Err(e),
+                    None => {
+                        let default_version = location.versions.last().map(|v| v.version.clone());
+                        self.put(Arc::new(ModelEntry {
+                            name: name.clone(),
+                            state: ModelState::Ready,
+                            versions: built,
+                            default_version,
+                        }));
+                        tracing::info!(model = %name, versions = ?versions, "model ready");
+                        Ok(())
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            match previous {
+                // A failed reload keeps the previous versions serving.
+                Some(p) if !p.versions.is_empty() => self.put(p),
+                _ => self.put(failed_entry(&name, e)),
+            }
+        } else if let Some(p) = previous {
+            drain(&p).await;
+        }
+        self.metrics.set_models_loaded(self.loaded_version_count());
+        result
+    }
+
+    /// Serves a model implemented in Rust (a custom [`Model`]) as `name`, version `version`.
+    pub async fn add_model(
+        &self,
+        name: &str,
+        version: &str,
+        model: Arc<dyn Model>,
+        settings: ModelSettings,
+    ) -> Result<()> {
+        let _guard = self.admin.lock().await;
+        let served = self.build_version(name, version, &[version.to_owned()], model, &settings)?;
+        self.put(Arc::new(ModelEntry {
+            name: name.to_owned(),
+            state: ModelState::Ready,
+            versions: BTreeMap::from([(version.to_owned(), Arc::new(served))]),
+            default_version: Some(version.to_owned()),
+        }));
+        self.metrics.set_models_loaded(self.loaded_version_count());
+        Ok(())
+    }
+
+    /// Unloads `name`: new requests get 404, requests in flight finish.
+    pub async fn unload(&self, name: &str) -> Result<()> {
+        let _guard = self.admin.lock().await;
+        let previous = self
+            .models
+            .load()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("model \"{name}\" not found")))?;
+        self.put(Arc::new(ModelEntry {
+            name: name.to_owned(),
+            state: ModelState::Unloaded,
+            versions: BTreeMap::new(),
+            default_version: None,
+        }));
+        drain(&previous).await;
+        self.metrics.set_models_loaded(self.loaded_version_count());
+        tracing::info!(model = %name, "model unloaded");
+        Ok(())
+    }
+
+    /// Names in the repository and the registry, with state and reason, sorted.
+    pub fn index(&self) -> Vec<(String, Option<String>, &'static str, Option<String>)> {
+        let models = self.models.load();
+        let mut rows = Vec::new();
+        for entry in models.values() {
+            let reason = entry.state.reason().map(str::to_owned);
+            if entry.versions.is_empty() {
+                rows.push((entry.name.clone(), None, entry.state.wire_name(), reason));
+            }
+            for v in entry.versions.keys() {
+                rows.push((
+                    entry.name.clone(),
+                    Some(v.clone()),
+                    entry.state.wire_name(),
+                    None,
+                ));
+            }
+        }
+        if let Some(repo) = &self.repository {
+            for location in repo.scan().into_iter().flatten() {
+                if !models.contains_key(&location.name) {
+                    rows.push((location.name, None, "UNAVAILABLE", Some("unloaded".into())));
+                }
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    /// Stops accepting work and drains every batcher.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+        for entry in self.entries() {
+            drain(&entry).await;
+        }
+    }
+
+    fn build_version(
+        &self,
+        name: &str,
+        version: &str,
+        all_versions: &[String],
+        model: Arc<dyn Model>,
+        settings: &ModelSettings,
+    ) -> Result<ModelVersion> {
+        let mut metadata = model.metadata().clone();
+        metadata.name = name.to_owned();
+        metadata.versions = all_versions.to_vec();
+        if let Some(inputs) = &settings.inputs {
+            override_metadata(name, "input", &mut metadata.inputs, inputs)?;
+        }
+        if let Some(outputs) = &settings.outputs {
+            override_metadata(name, "output", &mut metadata.outputs, outputs)?;
+        }
+        let stats = Arc::new(ModelStats::default());
+        let instrumented: Arc<dyn Model> = Arc::new(Instrumented {
+            inner: model.clone(),
+            stats: stats.clone(),
+            name: name.to_owned(),
+        });
+        let batcher = settings.batching().then(|| {
+            Batcher::spawn(
+                instrumented.clone(),
+                BatcherConfig {
+                    max_batch_size: settings.max_batch_size,
+                    max_queue_delay: settings.max_batch_time,
+                    preferred_batch_sizes: settings.preferred_batch_sizes.clone(),
+                    max_queue_size: settings.max_queue_size,
+                    parallelism: 1,
+                },
+            )
+        });
+        Ok(ModelVersion {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            metadata,
+            settings: settings.clone(),
+            stats,
+            model: instrumented,
+            batcher,
+            metrics: self.metrics.for_model(name, version),
+        })
+    }
+
+    fn put(&self, entry: Arc<ModelEntry>) {
+        let mut next = Registry::clone(&self.models.load());
+        next.insert(entry.name.clone(), entry);
+        self.models.store(Arc::new(next));
+    }
+
+    fn loaded_version_count(&self) -> usize {
+        self.models.load().values().map(|e| e.versions.len()).sum()
+    }
+}
+
+fn not_ready(entry: &ModelEntry) -> Error {
+    let why = entry.state.reason().unwrap_or("loading");
+    Error::Unavailable(format!("model \"{}\" is not ready: {why}", entry.name))
+}
+
+fn failed_entry(name: &str, e: &Error) -> Arc<ModelEntry> {
+    Arc::new(ModelEntry {
+        name: name.to_owned(),
+        state: ModelState::Failed(e.to_string()),
+        versions: BTreeMap::new(),
+        default_version: None,
+    })
+}
+
+async fn drain(entry: &ModelEntry) {
+    for v in entry.versions.values() {
+        if let Some(b) = &v.batcher {
+            b.shutdown().await;
+        }
+    }
+}
+
+/// Replaces metadata entries by name; settings may only describe tensors the model has.
+fn override_metadata(
+    model: &str,
+    kind: &str,
+    actual: &mut [oxserve_protocol::TensorMetadata],
+    wanted: &[oxserve_protocol::TensorMetadata],
+) -> Result<()> {
+    for w in wanted {
+        let slot = actual
+            .iter_mut()
+            .find(|a| a.name == w.name)
+            .ok_or_else(|| {
+                Error::load(
+                    model,
+                    format!(
+                        "model-settings.json: the model has no {kind} \"{}\"",
+                        w.name
+                    ),
+                )
+            })?;
+        *slot = w.clone();
+    }
+    Ok(())
+}
+
+/// Wraps a model to time its executions and catch its panics.
+struct Instrumented {
+    inner: Arc<dyn Model>,
+    stats: Arc<ModelStats>,
+    name: String,
+}
+
+impl Model for Instrumented {
+    fn metadata(&self) -> &ModelMetadata {
+        self.inner.metadata()
+    }
+
+    fn infer(&self, request: InferRequest) -> Result<Vec<Tensor>> {
+        let rows = request
+            .inputs
+            .first()
+            .and_then(|t| t.shape.first())
+            .copied()
+            .unwrap_or(1);
+        let start = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.infer(request)))
+            .unwrap_or_else(|_| Err(Error::runtime(&self.name, "the model panicked")));
+        self.stats
+            .record_execution(usize::try_from(rows).unwrap_or(0), start.elapsed());
+        result
+    }
+
+    fn preprocess(&self, request: InferRequest) -> Result<InferRequest> {
+        self.inner.preprocess(request)
+    }
+
+    fn postprocess(&self, outputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
+        self.inner.postprocess(outputs)
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.inner.memory_bytes()
+    }
+}
