@@ -419,6 +419,23 @@ pub fn encode_infer_response(resp: InferResponse, raw: bool) -> ModelInferRespon
     }
 }
 
+/// A `ModelStreamInfer` message carrying a successful response.
+pub fn stream_response(resp: ModelInferResponse) -> inference::ModelStreamInferResponse {
+    inference::ModelStreamInferResponse {
+        error_message: String::new(),
+        infer_response: Some(resp),
+    }
+}
+
+/// A `ModelStreamInfer` message carrying an error: on a stream, failures of one request
+/// travel in `error_message` instead of ending the stream with a status.
+pub fn stream_error(e: &ProtocolError) -> inference::ModelStreamInferResponse {
+    inference::ModelStreamInferResponse {
+        error_message: e.message.clone(),
+        infer_response: None,
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Client side
 // ---------------------------------------------------------------------------------------
@@ -569,5 +586,465 @@ impl TryFrom<inference::ModelMetadataResponse> for ModelMetadata {
                 .collect::<Result<_>>()?,
             parameters: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::tests::{arb_tensor_parts, bits_eq};
+    use half::f16;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    fn input(
+        name: &str,
+        datatype: &str,
+        shape: Vec<i64>,
+        c: Option<InferTensorContents>,
+    ) -> InferInputTensor {
+        InferInputTensor {
+            name: name.into(),
+            datatype: datatype.into(),
+            shape,
+            parameters: BTreeMap::new(),
+            contents: c,
+        }
+    }
+
+    fn request(inputs: Vec<InferInputTensor>, raw: Vec<Bytes>) -> ModelInferRequest {
+        ModelInferRequest {
+            model_name: "m".into(),
+            inputs,
+            raw_input_contents: raw,
+            ..Default::default()
+        }
+    }
+
+    fn err(req: ModelInferRequest) -> String {
+        let e = decode_infer_request(req).unwrap_err();
+        assert_eq!(e.code, crate::ErrorCode::InvalidArgument);
+        e.message
+    }
+
+    fn all_kinds() -> Parameters {
+        Parameters::from([
+            ("b".to_owned(), Parameter::Bool(true)),
+            ("i".to_owned(), Parameter::Int64(-3)),
+            ("u".to_owned(), Parameter::Uint64(u64::MAX)),
+            ("d".to_owned(), Parameter::Double(0.25)),
+            ("s".to_owned(), Parameter::String("x".into())),
+        ])
+    }
+
+    fn tensors_bits_eq(a: &[Tensor], b: &[Tensor]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| {
+                x.name == y.name
+                    && x.shape == y.shape
+                    && x.parameters == y.parameters
+                    && bits_eq(&x.data, &y.data)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn request_round_trips_bit_exactly(
+            parts in proptest::collection::vec(arb_tensor_parts(), 1..4),
+            raw in any::<bool>(),
+        ) {
+            let inputs: Vec<Tensor> = parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, (shape, data))| Tensor::new(format!("in{i}"), shape, data))
+                .collect();
+            let forced_raw = raw || inputs.iter().any(|t| t.datatype().is_raw_only());
+            let req = InferRequest {
+                id: Some("r1".into()),
+                parameters: all_kinds(),
+                inputs,
+                outputs: vec![RequestedOutput { name: "out".into(), parameters: all_kinds() }],
+            };
+            let wire = encode_infer_request("m", "2", &req, raw);
+            prop_assert_eq!(wire.raw_input_contents.is_empty(), !forced_raw);
+            // Through the actual protobuf encoding, not just the structs.
+            let wire = ModelInferRequest::decode(wire.encode_to_vec().as_slice()).unwrap();
+            let back = decode_infer_request(wire).unwrap();
+            prop_assert_eq!(&back.model_name, "m");
+            prop_assert_eq!(&back.model_version, "2");
+            prop_assert_eq!(back.raw, forced_raw);
+            prop_assert_eq!(&back.request.id, &req.id);
+            prop_assert_eq!(&back.request.parameters, &req.parameters);
+            prop_assert_eq!(&back.request.outputs, &req.outputs);
+            prop_assert!(tensors_bits_eq(&back.request.inputs, &req.inputs));
+        }
+
+        #[test]
+        fn response_round_trips_bit_exactly(
+            parts in proptest::collection::vec(arb_tensor_parts(), 0..4),
+            raw in any::<bool>(),
+        ) {
+            let outputs: Vec<Tensor> = parts
+                .into_iter()
+                .enumerate()
+                .map(|(i, (shape, data))| {
+                    let mut t = Tensor::new(format!("out{i}"), shape, data);
+                    t.parameters = all_kinds();
+                    t
+                })
+                .collect();
+            let forced_raw = raw || outputs.iter().any(|t| t.datatype().is_raw_only());
+            let resp = InferResponse {
+                model_name: "m".into(),
+                model_version: Some("1".into()),
+                id: None,
+                parameters: all_kinds(),
+                outputs,
+            };
+            let wire = encode_infer_response(resp.clone(), raw);
+            prop_assert_eq!(wire.raw_output_contents.len(), if forced_raw { resp.outputs.len() } else { 0 });
+            prop_assert!(wire.outputs.iter().all(|o| o.contents.is_some() != forced_raw));
+            let wire = ModelInferResponse::decode(wire.encode_to_vec().as_slice()).unwrap();
+            let back = decode_infer_response(wire).unwrap();
+            prop_assert_eq!(&back.model_name, "m");
+            prop_assert_eq!(&back.model_version, &resp.model_version);
+            prop_assert_eq!(&back.id, &None);
+            prop_assert_eq!(&back.parameters, &resp.parameters);
+            prop_assert!(tensors_bits_eq(&back.outputs, &resp.outputs));
+        }
+    }
+
+    #[test]
+    fn typed_request_decodes_each_field() {
+        let c = |f: fn(&mut InferTensorContents)| {
+            let mut c = InferTensorContents::default();
+            f(&mut c);
+            Some(c)
+        };
+        let req = request(
+            vec![
+                input(
+                    "a",
+                    "INT8",
+                    vec![2],
+                    c(|c| c.int_contents = vec![-128, 127]),
+                ),
+                input("b", "UINT16", vec![1], c(|c| c.uint_contents = vec![65535])),
+                input(
+                    "c",
+                    "BYTES",
+                    vec![1],
+                    c(|c| c.bytes_contents = vec![Bytes::from_static(b"hi")]),
+                ),
+                input("d", "FP32", vec![0], None),
+            ],
+            vec![],
+        );
+        let d = decode_infer_request(req).unwrap();
+        assert!(!d.raw);
+        assert_eq!(d.request.id, None);
+        let data: Vec<_> = d.request.inputs.into_iter().map(|t| t.data).collect();
+        assert_eq!(
+            data,
+            [
+                TensorData::Int8(vec![-128, 127]),
+                TensorData::Uint16(vec![65535]),
+                TensorData::Bytes(vec![Bytes::from_static(b"hi")]),
+                TensorData::Fp32(vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn mixing_raw_and_typed_is_refused() {
+        let typed = InferTensorContents {
+            fp32_contents: vec![1.0],
+            ..Default::default()
+        };
+        let req = request(
+            vec![
+                input("a", "FP32", vec![1], None),
+                input("b", "FP32", vec![1], Some(typed)),
+            ],
+            vec![Bytes::from_static(&[0; 4]), Bytes::from_static(&[0; 4])],
+        );
+        assert_eq!(
+            err(req),
+            "request mixes raw_input_contents and typed contents (input \"b\" has contents)"
+        );
+        // An empty contents message next to raw data carries nothing and is accepted.
+        let req = request(
+            vec![input(
+                "a",
+                "FP32",
+                vec![1],
+                Some(InferTensorContents::default()),
+            )],
+            vec![Bytes::copy_from_slice(&1.5f32.to_le_bytes())],
+        );
+        let d = decode_infer_request(req).unwrap();
+        assert!(d.raw);
+        assert_eq!(d.request.inputs[0].data, TensorData::Fp32(vec![1.5]));
+    }
+
+    #[test]
+    fn raw_entry_count_must_match_inputs() {
+        let req = request(
+            vec![
+                input("a", "UINT8", vec![1], None),
+                input("b", "UINT8", vec![1], None),
+            ],
+            vec![Bytes::from_static(&[1])],
+        );
+        assert_eq!(err(req), "raw_input_contents has 1 entries for 2 inputs");
+    }
+
+    #[test]
+    fn raw_size_is_checked() {
+        let req = request(
+            vec![input("a", "INT32", vec![2], None)],
+            vec![Bytes::from_static(&[0; 7])],
+        );
+        assert_eq!(
+            err(req),
+            "tensor \"a\": shape [2] of INT32 needs 8 bytes of raw data, got 7"
+        );
+    }
+
+    #[test]
+    fn half_floats_are_raw_only() {
+        let typed = InferTensorContents {
+            fp32_contents: vec![1.0],
+            ..Default::default()
+        };
+        let req = request(vec![input("h", "FP16", vec![1], Some(typed))], vec![]);
+        assert_eq!(
+            err(req),
+            "input \"h\": FP16 data must be sent in raw_input_contents"
+        );
+        let req = request(vec![input("h", "BF16", vec![1], None)], vec![]);
+        assert_eq!(
+            err(req),
+            "input \"h\": BF16 data must be sent in raw_input_contents"
+        );
+        let req = request(
+            vec![input("h", "FP16", vec![1], None)],
+            vec![Bytes::copy_from_slice(&f16::from_f32(0.5).to_le_bytes())],
+        );
+        let d = decode_infer_request(req).unwrap();
+        assert_eq!(
+            d.request.inputs[0].data,
+            TensorData::Fp16(vec![f16::from_f32(0.5)])
+        );
+    }
+
+    #[test]
+    fn typed_contents_must_use_the_datatype_field() {
+        let c = InferTensorContents {
+            int64_contents: vec![1],
+            ..Default::default()
+        };
+        let req = request(vec![input("x", "INT32", vec![1], Some(c))], vec![]);
+        assert_eq!(
+            err(req),
+            "input \"x\": INT32 data must be in int_contents, got int64_contents"
+        );
+        let c = InferTensorContents {
+            fp32_contents: vec![1.0],
+            fp64_contents: vec![1.0],
+            ..Default::default()
+        };
+        let req = request(vec![input("x", "FP32", vec![1], Some(c))], vec![]);
+        assert_eq!(
+            err(req),
+            "input \"x\": FP32 data must be in fp32_contents, got fp64_contents"
+        );
+    }
+
+    #[test]
+    fn narrow_integers_are_range_checked() {
+        let c = InferTensorContents {
+            int_contents: vec![1, 128],
+            ..Default::default()
+        };
+        let req = request(vec![input("x", "INT8", vec![2], Some(c))], vec![]);
+        assert_eq!(
+            err(req),
+            "input \"x\": value 128 in int_contents is out of range for INT8"
+        );
+        let c = InferTensorContents {
+            int_contents: vec![-32769],
+            ..Default::default()
+        };
+        let req = request(vec![input("x", "INT16", vec![1], Some(c))], vec![]);
+        assert_eq!(
+            err(req),
+            "input \"x\": value -32769 in int_contents is out of range for INT16"
+        );
+        let c = InferTensorContents {
+            uint_contents: vec![256],
+            ..Default::default()
+        };
+        let req = request(vec![input("x", "UINT8", vec![1], Some(c))], vec![]);
+        assert_eq!(
+            err(req),
+            "input \"x\": value 256 in uint_contents is out of range for UINT8"
+        );
+        let c = InferTensorContents {
+            uint_contents: vec![65536],
+            ..Default::default()
+        };
+        let req = request(vec![input("x", "UINT16", vec![1], Some(c))], vec![]);
+        assert_eq!(
+            err(req),
+            "input \"x\": value 65536 in uint_contents is out of range for UINT16"
+        );
+    }
+
+    #[test]
+    fn shape_and_datatype_are_validated() {
+        let c = InferTensorContents {
+            fp32_contents: vec![1.0; 5],
+            ..Default::default()
+        };
+        let req = request(vec![input("x", "FP32", vec![2, 3], Some(c))], vec![]);
+        assert_eq!(
+            err(req),
+            "tensor \"x\": shape [2,3] needs 6 elements, got 5"
+        );
+        let req = request(vec![input("x", "FLOAT", vec![1], None)], vec![]);
+        assert_eq!(err(req), "input \"x\": unknown datatype \"FLOAT\"");
+        let req = request(vec![input("x", "FP32", vec![-1], None)], vec![]);
+        assert_eq!(
+            err(req),
+            "tensor \"x\": shape [-1] has a negative dimension"
+        );
+    }
+
+    #[test]
+    fn parameters_convert_all_kinds_and_refuse_empty() {
+        let proto = parameters_to_proto(&all_kinds());
+        assert_eq!(
+            proto["u"].parameter_choice,
+            Some(ParameterChoice::Uint64Param(u64::MAX))
+        );
+        assert_eq!(
+            proto["d"].parameter_choice,
+            Some(ParameterChoice::DoubleParam(0.25))
+        );
+        assert_eq!(parameters_from_proto(proto).unwrap(), all_kinds());
+        let mut req = request(vec![], vec![]);
+        req.parameters.insert(
+            "p".into(),
+            InferParameter {
+                parameter_choice: None,
+            },
+        );
+        assert_eq!(err(req), "parameter \"p\" has no value");
+    }
+
+    #[test]
+    fn kserve_core_parameters_decode() {
+        // A KServe-core client only knows fields 1-3; Triton's 4 (double) and 5 (uint64)
+        // must decode too. Hand-encoded: field 4 as fixed64, field 5 as varint.
+        let double = [0x21u8, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]; // tag (4 << 3) | 1, 1.0
+        let p = InferParameter::decode(&double[..]).unwrap();
+        assert_eq!(
+            parameter_from_proto("d", p).unwrap(),
+            Parameter::Double(1.0)
+        );
+        let uint = [0x28u8, 0x07]; // tag (5 << 3) | 0, 7
+        let p = InferParameter::decode(&uint[..]).unwrap();
+        assert_eq!(parameter_from_proto("u", p).unwrap(), Parameter::Uint64(7));
+    }
+
+    #[test]
+    fn typed_response_goes_raw_when_an_output_is_half() {
+        let resp = InferResponse {
+            model_name: "m".into(),
+            outputs: vec![
+                Tensor::new("a", vec![1], TensorData::Int32(vec![7])),
+                Tensor::new("h", vec![1], TensorData::Fp16(vec![f16::ONE])),
+            ],
+            ..Default::default()
+        };
+        let wire = encode_infer_response(resp, false);
+        assert_eq!(wire.raw_output_contents.len(), 2);
+        assert_eq!(wire.raw_output_contents[0].as_ref(), &[7, 0, 0, 0]);
+        assert!(wire.outputs.iter().all(|o| o.contents.is_none()));
+        assert_eq!(wire.outputs[1].datatype, "FP16");
+    }
+
+    #[test]
+    fn response_decoding_applies_the_same_rules() {
+        let resp = ModelInferResponse {
+            outputs: vec![InferOutputTensor {
+                name: "o".into(),
+                datatype: "FP32".into(),
+                shape: vec![1],
+                parameters: BTreeMap::new(),
+                contents: Some(InferTensorContents {
+                    fp32_contents: vec![1.0],
+                    ..Default::default()
+                }),
+            }],
+            raw_output_contents: vec![Bytes::from_static(&[0; 4])],
+            ..Default::default()
+        };
+        assert_eq!(
+            decode_infer_response(resp).unwrap_err().message,
+            "response mixes raw_output_contents and typed contents (output \"o\" has contents)"
+        );
+    }
+
+    #[test]
+    fn stream_messages() {
+        let ok = stream_response(ModelInferResponse {
+            model_name: "m".into(),
+            ..Default::default()
+        });
+        assert_eq!(ok.error_message, "");
+        assert_eq!(
+            ok.infer_response.map(|r| r.model_name).as_deref(),
+            Some("m")
+        );
+        let e = stream_error(&ProtocolError::not_found("unknown model \"x\""));
+        assert_eq!(e.error_message, "unknown model \"x\"");
+        assert!(e.infer_response.is_none());
+    }
+
+    #[test]
+    fn metadata_converts_both_ways() {
+        let server = ServerMetadata {
+            name: "oxserve".into(),
+            version: "0.1.0".into(),
+            extensions: vec!["model_repository".into()],
+        };
+        let proto = inference::ServerMetadataResponse::from(server.clone());
+        assert_eq!(proto.extensions, ["model_repository"]);
+        assert_eq!(ServerMetadata::from(proto), server);
+
+        let model = ModelMetadata {
+            name: "m".into(),
+            versions: vec!["1".into()],
+            platform: "onnxruntime_onnx".into(),
+            inputs: vec![TensorMetadata {
+                name: "x".into(),
+                datatype: DataType::Bytes,
+                shape: vec![-1, 3],
+                parameters: None,
+            }],
+            outputs: vec![],
+            parameters: None,
+        };
+        let proto = inference::ModelMetadataResponse::from(model.clone());
+        assert_eq!(proto.inputs[0].datatype, "BYTES");
+        assert_eq!(ModelMetadata::try_from(proto.clone()).unwrap(), model);
+        let mut bad = proto;
+        bad.inputs[0].datatype = "STRING".into();
+        assert_eq!(
+            ModelMetadata::try_from(bad).unwrap_err().message,
+            "tensor metadata \"x\": unknown datatype \"STRING\""
+        );
     }
 }
