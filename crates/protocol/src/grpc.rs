@@ -63,9 +63,7 @@ impl From<Parameter> for InferParameter {
             Parameter::Double(d) => ParameterChoice::DoubleParam(d),
             Parameter::String(s) => ParameterChoice::StringParam(s),
         };
-        InferParameter {
-            parameter_choice: Some(choice),
-        }
+        InferParameter { parameter_choice: Some(choice) }
     }
 }
 
@@ -77,9 +75,7 @@ pub fn parameter_from_proto(name: &str, p: InferParameter) -> Result<Parameter> 
         Some(ParameterChoice::Uint64Param(u)) => Ok(Parameter::Uint64(u)),
         Some(ParameterChoice::DoubleParam(d)) => Ok(Parameter::Double(d)),
         Some(ParameterChoice::StringParam(s)) => Ok(Parameter::String(s)),
-        None => Err(ProtocolError::invalid(format!(
-            "parameter \"{name}\" has no value"
-        ))),
+        None => Err(ProtocolError::invalid(format!("parameter \"{name}\" has no value"))),
     }
 }
 
@@ -95,10 +91,7 @@ pub fn parameters_from_proto(map: BTreeMap<String, InferParameter>) -> Result<Pa
 
 /// Converts a parameters map to its protobuf form.
 pub fn parameters_to_proto(params: &Parameters) -> BTreeMap<String, InferParameter> {
-    params
-        .iter()
-        .map(|(k, v)| (k.clone(), InferParameter::from(v.clone())))
-        .collect()
+    params.iter().map(|(k, v)| (k.clone(), InferParameter::from(v.clone()))).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -150,11 +143,7 @@ fn populated_fields(c: &InferTensorContents) -> Vec<&'static str> {
         ("fp64_contents", c.fp64_contents.is_empty()),
         ("bytes_contents", c.bytes_contents.is_empty()),
     ];
-    fields
-        .into_iter()
-        .filter(|(_, empty)| !empty)
-        .map(|(n, _)| n)
-        .collect()
+    fields.into_iter().filter(|(_, empty)| !empty).map(|(n, _)| n).collect()
 }
 
 /// True when `contents` carries at least one element in any field.
@@ -216,10 +205,7 @@ fn decode_contents(
             role.raw_field()
         )));
     };
-    if let Some(wrong) = populated_fields(&contents)
-        .into_iter()
-        .find(|f| *f != field)
-    {
+    if let Some(wrong) = populated_fields(&contents).into_iter().find(|f| *f != field) {
         return Err(ProtocolError::invalid(format!(
             "{} \"{name}\": {datatype} data must be in {field}, got {wrong}",
             role.noun()
@@ -280,11 +266,7 @@ fn decode_tensors(
         if let Some(t) = tensors.iter().find(|t| has_typed_data(t.contents.as_ref())) {
             return Err(ProtocolError::invalid(format!(
                 "{} mixes {} and typed contents ({} \"{}\" has contents)",
-                if matches!(role, Role::Input) {
-                    "request"
-                } else {
-                    "response"
-                },
+                if matches!(role, Role::Input) { "request" } else { "response" },
                 role.raw_field(),
                 role.noun(),
                 t.name
@@ -338,13 +320,7 @@ fn encode_tensors(tensors: Vec<Tensor>, raw: bool) -> (Vec<WireTensor>, Vec<Byte
         } else {
             Some(encode_contents(t.data))
         };
-        wire.push(WireTensor {
-            name: t.name,
-            datatype,
-            shape: t.shape,
-            parameters,
-            contents,
-        });
+        wire.push(WireTensor { name: t.name, datatype, shape: t.shape, parameters, contents });
     }
     (wire, raw_contents)
 }
@@ -376,10 +352,7 @@ pub fn decode_infer_request(req: ModelInferRequest) -> Result<DecodedInferReques
         .outputs
         .into_iter()
         .map(|o| {
-            Ok(RequestedOutput {
-                parameters: parameters_from_proto(o.parameters)?,
-                name: o.name,
-            })
+            Ok(RequestedOutput { parameters: parameters_from_proto(o.parameters)?, name: o.name })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(DecodedInferRequest {
@@ -421,19 +394,13 @@ pub fn encode_infer_response(resp: InferResponse, raw: bool) -> ModelInferRespon
 
 /// A `ModelStreamInfer` message carrying a successful response.
 pub fn stream_response(resp: ModelInferResponse) -> inference::ModelStreamInferResponse {
-    inference::ModelStreamInferResponse {
-        error_message: String::new(),
-        infer_response: Some(resp),
-    }
+    inference::ModelStreamInferResponse { error_message: String::new(), infer_response: Some(resp) }
 }
 
 /// A `ModelStreamInfer` message carrying an error: on a stream, failures of one request
 /// travel in `error_message` instead of ending the stream with a status.
 pub fn stream_error(e: &ProtocolError) -> inference::ModelStreamInferResponse {
-    inference::ModelStreamInferResponse {
-        error_message: e.message.clone(),
-        infer_response: None,
-    }
+    inference::ModelStreamInferResponse { error_message: e.message.clone(), infer_response: None }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -517,11 +484,7 @@ impl From<ServerMetadata> for inference::ServerMetadataResponse {
 
 impl From<inference::ServerMetadataResponse> for ServerMetadata {
     fn from(m: inference::ServerMetadataResponse) -> Self {
-        ServerMetadata {
-            name: m.name,
-            version: m.version,
-            extensions: m.extensions,
-        }
+        ServerMetadata { name: m.name, version: m.version, extensions: m.extensions }
     }
 }
 
@@ -544,12 +507,7 @@ impl TryFrom<inference::model_metadata_response::TensorMetadata> for TensorMetad
             .datatype
             .parse()
             .map_err(|e| ProtocolError::invalid(format!("tensor metadata \"{}\": {e}", t.name)))?;
-        Ok(TensorMetadata {
-            name: t.name,
-            datatype,
-            shape: t.shape,
-            parameters: None,
-        })
+        Ok(TensorMetadata { name: t.name, datatype, shape: t.shape, parameters: None })
     }
 }
 
@@ -574,16 +532,8 @@ impl TryFrom<inference::ModelMetadataResponse> for ModelMetadata {
             name: m.name,
             versions: m.versions,
             platform: m.platform,
-            inputs: m
-                .inputs
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_>>()?,
-            outputs: m
-                .outputs
-                .into_iter()
-                .map(TryInto::try_into)
-                .collect::<Result<_>>()?,
+            inputs: m.inputs.into_iter().map(TryInto::try_into).collect::<Result<_>>()?,
+            outputs: m.outputs.into_iter().map(TryInto::try_into).collect::<Result<_>>()?,
             parameters: None,
         })
     }
@@ -723,12 +673,7 @@ mod tests {
         };
         let req = request(
             vec![
-                input(
-                    "a",
-                    "INT8",
-                    vec![2],
-                    c(|c| c.int_contents = vec![-128, 127]),
-                ),
+                input("a", "INT8", vec![2], c(|c| c.int_contents = vec![-128, 127])),
                 input("b", "UINT16", vec![1], c(|c| c.uint_contents = vec![65535])),
                 input(
                     "c",
@@ -757,15 +702,9 @@ mod tests {
 
     #[test]
     fn mixing_raw_and_typed_is_refused() {
-        let typed = InferTensorContents {
-            fp32_contents: vec![1.0],
-            ..Default::default()
-        };
+        let typed = InferTensorContents { fp32_contents: vec![1.0], ..Default::default() };
         let req = request(
-            vec![
-                input("a", "FP32", vec![1], None),
-                input("b", "FP32", vec![1], Some(typed)),
-            ],
+            vec![input("a", "FP32", vec![1], None), input("b", "FP32", vec![1], Some(typed))],
             vec![Bytes::from_static(&[0; 4]), Bytes::from_static(&[0; 4])],
         );
         assert_eq!(
@@ -774,12 +713,7 @@ mod tests {
         );
         // An empty contents message next to raw data carries nothing and is accepted.
         let req = request(
-            vec![input(
-                "a",
-                "FP32",
-                vec![1],
-                Some(InferTensorContents::default()),
-            )],
+            vec![input("a", "FP32", vec![1], Some(InferTensorContents::default()))],
             vec![Bytes::copy_from_slice(&1.5f32.to_le_bytes())],
         );
         let d = decode_infer_request(req).unwrap();
@@ -790,10 +724,7 @@ mod tests {
     #[test]
     fn raw_entry_count_must_match_inputs() {
         let req = request(
-            vec![
-                input("a", "UINT8", vec![1], None),
-                input("b", "UINT8", vec![1], None),
-            ],
+            vec![input("a", "UINT8", vec![1], None), input("b", "UINT8", vec![1], None)],
             vec![Bytes::from_static(&[1])],
         );
         assert_eq!(err(req), "raw_input_contents has 1 entries for 2 inputs");
@@ -801,99 +732,52 @@ mod tests {
 
     #[test]
     fn raw_size_is_checked() {
-        let req = request(
-            vec![input("a", "INT32", vec![2], None)],
-            vec![Bytes::from_static(&[0; 7])],
-        );
-        assert_eq!(
-            err(req),
-            "tensor \"a\": shape [2] of INT32 needs 8 bytes of raw data, got 7"
-        );
+        let req =
+            request(vec![input("a", "INT32", vec![2], None)], vec![Bytes::from_static(&[0; 7])]);
+        assert_eq!(err(req), "tensor \"a\": shape [2] of INT32 needs 8 bytes of raw data, got 7");
     }
 
     #[test]
     fn half_floats_are_raw_only() {
-        let typed = InferTensorContents {
-            fp32_contents: vec![1.0],
-            ..Default::default()
-        };
+        let typed = InferTensorContents { fp32_contents: vec![1.0], ..Default::default() };
         let req = request(vec![input("h", "FP16", vec![1], Some(typed))], vec![]);
-        assert_eq!(
-            err(req),
-            "input \"h\": FP16 data must be sent in raw_input_contents"
-        );
+        assert_eq!(err(req), "input \"h\": FP16 data must be sent in raw_input_contents");
         let req = request(vec![input("h", "BF16", vec![1], None)], vec![]);
-        assert_eq!(
-            err(req),
-            "input \"h\": BF16 data must be sent in raw_input_contents"
-        );
+        assert_eq!(err(req), "input \"h\": BF16 data must be sent in raw_input_contents");
         let req = request(
             vec![input("h", "FP16", vec![1], None)],
             vec![Bytes::copy_from_slice(&f16::from_f32(0.5).to_le_bytes())],
         );
         let d = decode_infer_request(req).unwrap();
-        assert_eq!(
-            d.request.inputs[0].data,
-            TensorData::Fp16(vec![f16::from_f32(0.5)])
-        );
+        assert_eq!(d.request.inputs[0].data, TensorData::Fp16(vec![f16::from_f32(0.5)]));
     }
 
     #[test]
     fn typed_contents_must_use_the_datatype_field() {
-        let c = InferTensorContents {
-            int64_contents: vec![1],
-            ..Default::default()
-        };
+        let c = InferTensorContents { int64_contents: vec![1], ..Default::default() };
         let req = request(vec![input("x", "INT32", vec![1], Some(c))], vec![]);
-        assert_eq!(
-            err(req),
-            "input \"x\": INT32 data must be in int_contents, got int64_contents"
-        );
+        assert_eq!(err(req), "input \"x\": INT32 data must be in int_contents, got int64_contents");
         let c = InferTensorContents {
             fp32_contents: vec![1.0],
             fp64_contents: vec![1.0],
             ..Default::default()
         };
         let req = request(vec![input("x", "FP32", vec![1], Some(c))], vec![]);
-        assert_eq!(
-            err(req),
-            "input \"x\": FP32 data must be in fp32_contents, got fp64_contents"
-        );
+        assert_eq!(err(req), "input \"x\": FP32 data must be in fp32_contents, got fp64_contents");
     }
 
     #[test]
     fn narrow_integers_are_range_checked() {
-        let c = InferTensorContents {
-            int_contents: vec![1, 128],
-            ..Default::default()
-        };
+        let c = InferTensorContents { int_contents: vec![1, 128], ..Default::default() };
         let req = request(vec![input("x", "INT8", vec![2], Some(c))], vec![]);
-        assert_eq!(
-            err(req),
-            "input \"x\": value 128 in int_contents is out of range for INT8"
-        );
-        let c = InferTensorContents {
-            int_contents: vec![-32769],
-            ..Default::default()
-        };
+        assert_eq!(err(req), "input \"x\": value 128 in int_contents is out of range for INT8");
+        let c = InferTensorContents { int_contents: vec![-32769], ..Default::default() };
         let req = request(vec![input("x", "INT16", vec![1], Some(c))], vec![]);
-        assert_eq!(
-            err(req),
-            "input \"x\": value -32769 in int_contents is out of range for INT16"
-        );
-        let c = InferTensorContents {
-            uint_contents: vec![256],
-            ..Default::default()
-        };
+        assert_eq!(err(req), "input \"x\": value -32769 in int_contents is out of range for INT16");
+        let c = InferTensorContents { uint_contents: vec![256], ..Default::default() };
         let req = request(vec![input("x", "UINT8", vec![1], Some(c))], vec![]);
-        assert_eq!(
-            err(req),
-            "input \"x\": value 256 in uint_contents is out of range for UINT8"
-        );
-        let c = InferTensorContents {
-            uint_contents: vec![65536],
-            ..Default::default()
-        };
+        assert_eq!(err(req), "input \"x\": value 256 in uint_contents is out of range for UINT8");
+        let c = InferTensorContents { uint_contents: vec![65536], ..Default::default() };
         let req = request(vec![input("x", "UINT16", vec![1], Some(c))], vec![]);
         assert_eq!(
             err(req),
@@ -903,43 +787,23 @@ mod tests {
 
     #[test]
     fn shape_and_datatype_are_validated() {
-        let c = InferTensorContents {
-            fp32_contents: vec![1.0; 5],
-            ..Default::default()
-        };
+        let c = InferTensorContents { fp32_contents: vec![1.0; 5], ..Default::default() };
         let req = request(vec![input("x", "FP32", vec![2, 3], Some(c))], vec![]);
-        assert_eq!(
-            err(req),
-            "tensor \"x\": shape [2,3] needs 6 elements, got 5"
-        );
+        assert_eq!(err(req), "tensor \"x\": shape [2,3] needs 6 elements, got 5");
         let req = request(vec![input("x", "FLOAT", vec![1], None)], vec![]);
         assert_eq!(err(req), "input \"x\": unknown datatype \"FLOAT\"");
         let req = request(vec![input("x", "FP32", vec![-1], None)], vec![]);
-        assert_eq!(
-            err(req),
-            "tensor \"x\": shape [-1] has a negative dimension"
-        );
+        assert_eq!(err(req), "tensor \"x\": shape [-1] has a negative dimension");
     }
 
     #[test]
     fn parameters_convert_all_kinds_and_refuse_empty() {
         let proto = parameters_to_proto(&all_kinds());
-        assert_eq!(
-            proto["u"].parameter_choice,
-            Some(ParameterChoice::Uint64Param(u64::MAX))
-        );
-        assert_eq!(
-            proto["d"].parameter_choice,
-            Some(ParameterChoice::DoubleParam(0.25))
-        );
+        assert_eq!(proto["u"].parameter_choice, Some(ParameterChoice::Uint64Param(u64::MAX)));
+        assert_eq!(proto["d"].parameter_choice, Some(ParameterChoice::DoubleParam(0.25)));
         assert_eq!(parameters_from_proto(proto).unwrap(), all_kinds());
         let mut req = request(vec![], vec![]);
-        req.parameters.insert(
-            "p".into(),
-            InferParameter {
-                parameter_choice: None,
-            },
-        );
+        req.parameters.insert("p".into(), InferParameter { parameter_choice: None });
         assert_eq!(err(req), "parameter \"p\" has no value");
     }
 
@@ -949,10 +813,7 @@ mod tests {
         // must decode too. Hand-encoded: field 4 as fixed64, field 5 as varint.
         let double = [0x21u8, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f]; // tag (4 << 3) | 1, 1.0
         let p = InferParameter::decode(&double[..]).unwrap();
-        assert_eq!(
-            parameter_from_proto("d", p).unwrap(),
-            Parameter::Double(1.0)
-        );
+        assert_eq!(parameter_from_proto("d", p).unwrap(), Parameter::Double(1.0));
         let uint = [0x28u8, 0x07]; // tag (5 << 3) | 0, 7
         let p = InferParameter::decode(&uint[..]).unwrap();
         assert_eq!(parameter_from_proto("u", p).unwrap(), Parameter::Uint64(7));
@@ -999,15 +860,10 @@ mod tests {
 
     #[test]
     fn stream_messages() {
-        let ok = stream_response(ModelInferResponse {
-            model_name: "m".into(),
-            ..Default::default()
-        });
+        let ok =
+            stream_response(ModelInferResponse { model_name: "m".into(), ..Default::default() });
         assert_eq!(ok.error_message, "");
-        assert_eq!(
-            ok.infer_response.map(|r| r.model_name).as_deref(),
-            Some("m")
-        );
+        assert_eq!(ok.infer_response.map(|r| r.model_name).as_deref(), Some("m"));
         let e = stream_error(&ProtocolError::not_found("unknown model \"x\""));
         assert_eq!(e.error_message, "unknown model \"x\"");
         assert!(e.infer_response.is_none());

@@ -37,9 +37,7 @@ pub const fn config_type_name(datatype: DataType) -> &'static str {
 
 /// The datatype named `name` in a model configuration (`"TYPE_FP32"`, `"TYPE_STRING"`, …).
 pub fn datatype_from_config_name(name: &str) -> Option<DataType> {
-    DataType::ALL
-        .into_iter()
-        .find(|d| config_type_name(*d) == name)
+    DataType::ALL.into_iter().find(|d| config_type_name(*d) == name)
 }
 
 impl From<DataType> for inference::DataType {
@@ -214,9 +212,7 @@ impl ModelConfig {
 
     /// The gRPC `ModelConfigResponse` for this configuration.
     pub fn to_proto_response(&self) -> inference::ModelConfigResponse {
-        inference::ModelConfigResponse {
-            config: Some(self.clone().into()),
-        }
+        inference::ModelConfigResponse { config: Some(self.clone().into()) }
     }
 }
 
@@ -269,14 +265,7 @@ impl From<ModelConfig> for inference::ModelConfig {
             parameters: c
                 .parameters
                 .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k,
-                        inference::ModelParameter {
-                            string_value: v.string_value,
-                        },
-                    )
-                })
+                .map(|(k, v)| (k, inference::ModelParameter { string_value: v.string_value }))
                 .collect(),
             ..Default::default()
         }
@@ -328,14 +317,7 @@ impl TryFrom<inference::ModelConfig> for ModelConfig {
             parameters: c
                 .parameters
                 .into_iter()
-                .map(|(k, v)| {
-                    (
-                        k,
-                        ConfigParameter {
-                            string_value: v.string_value,
-                        },
-                    )
-                })
+                .map(|(k, v)| (k, ConfigParameter { string_value: v.string_value }))
                 .collect(),
             name: c.name,
             platform: c.platform,
@@ -374,10 +356,7 @@ mod tests {
     #[test]
     fn datatype_names_and_enum() {
         assert_eq!(config_type_name(DataType::Bytes), "TYPE_STRING");
-        assert_eq!(
-            datatype_from_config_name("TYPE_STRING"),
-            Some(DataType::Bytes)
-        );
+        assert_eq!(datatype_from_config_name("TYPE_STRING"), Some(DataType::Bytes));
         assert_eq!(datatype_from_config_name("TYPE_BYTES"), None);
         for d in DataType::ALL {
             let proto = inference::DataType::from(d);
@@ -388,9 +367,7 @@ mod tests {
         assert_eq!(inference::DataType::from(DataType::Bytes) as i32, 13);
         assert_eq!(inference::DataType::from(DataType::Bf16) as i32, 14);
         assert_eq!(
-            DataType::try_from(inference::DataType::TypeInvalid)
-                .unwrap_err()
-                .message,
+            DataType::try_from(inference::DataType::TypeInvalid).unwrap_err().message,
             "data type TYPE_INVALID is not valid here"
         );
     }
@@ -454,12 +431,7 @@ mod tests {
             max_queue_delay: Duration::from_micros(150),
         };
         let mut c = ModelConfig::from_metadata(&metadata(), Some(&batching));
-        c.parameters.insert(
-            "k".into(),
-            ConfigParameter {
-                string_value: "v".into(),
-            },
-        );
+        c.parameters.insert("k".into(), ConfigParameter { string_value: "v".into() });
         let resp = c.to_proto_response();
         let proto = resp.config.clone().unwrap();
         assert_eq!(proto.max_batch_size, 4);

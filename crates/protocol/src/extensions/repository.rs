@@ -38,9 +38,7 @@ impl RepositoryIndexRequest {
 
 impl From<inference::RepositoryIndexRequest> for RepositoryIndexRequest {
     fn from(r: inference::RepositoryIndexRequest) -> Self {
-        RepositoryIndexRequest {
-            ready: r.ready.then_some(true),
-        }
+        RepositoryIndexRequest { ready: r.ready.then_some(true) }
     }
 }
 
@@ -80,15 +78,10 @@ impl FromStr for ModelState {
     type Err = ProtocolError;
 
     fn from_str(s: &str) -> Result<ModelState> {
-        [
-            ModelState::Ready,
-            ModelState::Unavailable,
-            ModelState::Loading,
-            ModelState::Unloading,
-        ]
-        .into_iter()
-        .find(|m| m.as_str() == s)
-        .ok_or_else(|| ProtocolError::invalid(format!("unknown model state \"{s}\"")))
+        [ModelState::Ready, ModelState::Unavailable, ModelState::Loading, ModelState::Unloading]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| ProtocolError::invalid(format!("unknown model state \"{s}\"")))
     }
 }
 
@@ -138,9 +131,7 @@ impl TryFrom<inference::repository_index_response::ModelIndex> for ModelIndexEnt
 
 /// The gRPC index response for `entries`.
 pub fn index_to_proto(entries: Vec<ModelIndexEntry>) -> inference::RepositoryIndexResponse {
-    inference::RepositoryIndexResponse {
-        models: entries.into_iter().map(Into::into).collect(),
-    }
+    inference::RepositoryIndexResponse { models: entries.into_iter().map(Into::into).collect() }
 }
 
 /// The index entries of a gRPC index response.
@@ -182,9 +173,7 @@ impl From<RepositoryParameter> for inference::ModelRepositoryParameter {
             RepositoryParameter::String(s) => ParameterChoice::StringParam(s),
             RepositoryParameter::Bytes(b) => ParameterChoice::BytesParam(b),
         };
-        inference::ModelRepositoryParameter {
-            parameter_choice: Some(choice),
-        }
+        inference::ModelRepositoryParameter { parameter_choice: Some(choice) }
     }
 }
 
@@ -230,10 +219,7 @@ impl RepositoryLoadRequest {
 
     /// The gRPC parameters map.
     pub fn to_proto(&self) -> BTreeMap<String, inference::ModelRepositoryParameter> {
-        self.parameters
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone().into()))
-            .collect()
+        self.parameters.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect()
     }
 }
 
@@ -296,12 +282,7 @@ mod tests {
                 state: Some(ModelState::Unloading),
                 reason: Some("r".into()),
             },
-            ModelIndexEntry {
-                name: "b".into(),
-                version: None,
-                state: None,
-                reason: None,
-            },
+            ModelIndexEntry { name: "b".into(), version: None, state: None, reason: None },
         ];
         let proto = index_to_proto(entries.clone());
         assert_eq!(proto.models[0].state, "UNLOADING");
@@ -318,27 +299,12 @@ mod tests {
     #[test]
     fn index_request_bodies() {
         assert!(!RepositoryIndexRequest::from_body(b"").unwrap().ready_only());
-        assert!(
-            RepositoryIndexRequest::from_body(br#"{"ready": true}"#)
-                .unwrap()
-                .ready_only()
-        );
-        assert!(
-            !RepositoryIndexRequest::from_body(b"{}")
-                .unwrap()
-                .ready_only()
-        );
+        assert!(RepositoryIndexRequest::from_body(br#"{"ready": true}"#).unwrap().ready_only());
+        assert!(!RepositoryIndexRequest::from_body(b"{}").unwrap().ready_only());
         let e = RepositoryIndexRequest::from_body(br#"{"ready": 1}"#).unwrap_err();
-        assert!(
-            e.message
-                .starts_with("invalid repository index request body: "),
-            "{}",
-            e.message
-        );
-        let grpc = inference::RepositoryIndexRequest {
-            repository_name: String::new(),
-            ready: true,
-        };
+        assert!(e.message.starts_with("invalid repository index request body: "), "{}", e.message);
+        let grpc =
+            inference::RepositoryIndexRequest { repository_name: String::new(), ready: true };
         assert!(RepositoryIndexRequest::from(grpc).ready_only());
     }
 
@@ -362,22 +328,14 @@ mod tests {
             req.parameters["config"],
             RepositoryParameter::String("{\"max_batch_size\": 4}".into())
         );
-        assert_eq!(
-            req.parameters["unload_dependents"],
-            RepositoryParameter::Bool(true)
-        );
+        assert_eq!(req.parameters["unload_dependents"], RepositoryParameter::Bool(true));
         assert_eq!(req.parameters["n"], RepositoryParameter::Int64(2));
         assert_eq!(
             serde_json::to_value(&req).unwrap(),
             json!({"parameters": {"config": "{\"max_batch_size\": 4}", "unload_dependents": true, "n": 2}})
         );
         let e = RepositoryLoadRequest::from_body(b"{\"parameters\": [1]}").unwrap_err();
-        assert!(
-            e.message
-                .starts_with("invalid repository load request body: "),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("invalid repository load request body: "), "{}", e.message);
 
         let mut with_bytes = req.clone();
         with_bytes.parameters.insert(
@@ -389,27 +347,17 @@ mod tests {
             proto["file:1/model.onnx"].parameter_choice,
             Some(ParameterChoice::BytesParam(Bytes::from_static(b"\0onnx")))
         );
-        assert_eq!(
-            RepositoryLoadRequest::from_proto(proto).unwrap(),
-            with_bytes
-        );
+        assert_eq!(RepositoryLoadRequest::from_proto(proto).unwrap(), with_bytes);
         assert!(
-            serde_json::to_string(&with_bytes)
-                .unwrap_err()
-                .to_string()
-                .contains("no json form")
+            serde_json::to_string(&with_bytes).unwrap_err().to_string().contains("no json form")
         );
 
         let empty = BTreeMap::from([(
             "x".to_owned(),
-            inference::ModelRepositoryParameter {
-                parameter_choice: None,
-            },
+            inference::ModelRepositoryParameter { parameter_choice: None },
         )]);
         assert_eq!(
-            RepositoryLoadRequest::from_proto(empty)
-                .unwrap_err()
-                .message,
+            RepositoryLoadRequest::from_proto(empty).unwrap_err().message,
             "parameter \"x\" has no value"
         );
     }

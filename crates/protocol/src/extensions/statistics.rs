@@ -86,19 +86,13 @@ pub struct StatisticsResponse {
 
 impl From<DurationStat> for inference::StatisticDuration {
     fn from(d: DurationStat) -> Self {
-        inference::StatisticDuration {
-            count: d.count,
-            ns: d.ns,
-        }
+        inference::StatisticDuration { count: d.count, ns: d.ns }
     }
 }
 
 impl From<inference::StatisticDuration> for DurationStat {
     fn from(d: inference::StatisticDuration) -> Self {
-        DurationStat {
-            count: d.count,
-            ns: d.ns,
-        }
+        DurationStat { count: d.count, ns: d.ns }
     }
 }
 
@@ -199,9 +193,7 @@ impl From<StatisticsResponse> for inference::ModelStatisticsResponse {
 
 impl From<inference::ModelStatisticsResponse> for StatisticsResponse {
     fn from(r: inference::ModelStatisticsResponse) -> Self {
-        StatisticsResponse {
-            model_stats: r.model_stats.into_iter().map(Into::into).collect(),
-        }
+        StatisticsResponse { model_stats: r.model_stats.into_iter().map(Into::into).collect() }
     }
 }
 
@@ -297,14 +289,8 @@ mod tests {
         assert_eq!(s.batch_stats[0].batch_size, 4);
         assert_eq!(StatisticsResponse::from(proto), sample());
         // Absent sub-messages read as zeros.
-        let bare = inference::ModelStatistics {
-            name: "x".into(),
-            ..Default::default()
-        };
-        assert_eq!(
-            ModelStats::from(bare).inference_stats,
-            InferStats::default()
-        );
+        let bare = inference::ModelStatistics { name: "x".into(), ..Default::default() };
+        assert_eq!(ModelStats::from(bare).inference_stats, InferStats::default());
     }
 
     #[test]
