@@ -194,7 +194,9 @@ impl Batcher {
         let max = self.shared.max_queue_size;
         self.shared
             .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
             .map(drop)
             .map_err(|_| self.queue_full())
     }
@@ -208,6 +210,9 @@ impl Batcher {
     }
 
     fn shutting_down(&self) -> Error {
-        Error::Unavailable(format!("model \"{}\": batcher is shutting down", self.shared.name))
+        Error::Unavailable(format!(
+            "model \"{}\": batcher is shutting down",
+            self.shared.name
+        ))
     }
 }

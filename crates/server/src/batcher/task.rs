@@ -103,7 +103,12 @@ impl Task {
     }
 
     /// Handles one message from the handles.
-    fn accept(&mut self, message: Message, queue: &mut VecDeque<Entry<Pending>>, draining: &mut bool) {
+    fn accept(
+        &mut self,
+        message: Message,
+        queue: &mut VecDeque<Entry<Pending>>,
+        draining: &mut bool,
+    ) {
         match message {
             Message::Request(entry) => queue.push_back(entry),
             Message::Shutdown => {
@@ -117,9 +122,13 @@ impl Task {
     /// Drops requests whose caller went away and answers those past their deadline.
     fn sweep(&self, queue: &mut VecDeque<Entry<Pending>>, now: Instant) {
         let abandoned = queue::remove_where(queue, |e| e.payload.reply.is_closed());
-        self.shared.queued.fetch_sub(abandoned.len(), Ordering::AcqRel);
+        self.shared
+            .queued
+            .fetch_sub(abandoned.len(), Ordering::AcqRel);
         let expired = queue::take_expired(queue, now);
-        self.shared.queued.fetch_sub(expired.len(), Ordering::AcqRel);
+        self.shared
+            .queued
+            .fetch_sub(expired.len(), Ordering::AcqRel);
         for entry in expired {
             let waited = now.saturating_duration_since(entry.arrived);
             let message = format!(
