@@ -9,7 +9,8 @@ use xshell::{Shell, cmd};
 
 /// Creates (or reuses) the `fixtures` venv and runs the generator from the project root.
 pub fn run(sh: &Shell) -> Result<()> {
-    let python = crate::venv::ensure(sh, "fixtures", include_str!("../../fixtures/requirements.txt"))?;
+    let python =
+        crate::venv::ensure(sh, "fixtures", include_str!("../../fixtures/requirements.txt"))?;
     let root = crate::project_root();
     let _dir = sh.push_dir(&root);
     cmd!(sh, "{python} fixtures/generate.py").run().context("running fixtures/generate.py")?;

@@ -2,7 +2,9 @@
 
 pub mod lightgbm;
 pub mod onnx;
+mod tree;
 pub mod xgboost;
+mod ubjson;
 
 use std::sync::Arc;
 

@@ -1,1 +1,527 @@
-//! placeholder: xgboost runtime
+//! The XGBoost runtime in pure Rust: reads `model.json` and `model.ubj` (XGBoost ≥ 1.6
+//! schema, as written by XGBoost 2.x and 3.x) and predicts as XGBoost's CPU predictor does.
+//!
+//! Margins start at the model's intercept (`base_score`, turned into a margin the way the
+//! objective does: logit for logistic objectives, log for Poisson/Gamma/Tweedie) and add one
+//! leaf per tree in `f32`, trees in order; the objective then maps margins to predictions
+//! with XGBoost's own `f32` sigmoid and softmax, so results agree to the last bit or two.
+//! Missing values (NaN) take each split's default direction. Categorical splits, `gblinear`,
+//! DART and multi-target trees are refused at load with a message that says so.
+
+use std::path::Path;
+
+use oxserve_protocol::{InferRequest, ModelMetadata, Tensor};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::runtimes::tree::{self, Child, Forest, Node, Split, Task, Tree};
+use crate::runtimes::ubjson;
+
+/// How an objective turns margins into predictions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Transform {
+    /// The margin itself (squared error, pseudo-Huber, absolute error …).
+    Identity,
+    /// XGBoost's `f32` sigmoid (binary:logistic, binary:logitraw, reg:logistic).
+    Sigmoid,
+    /// `exp` (count:poisson, reg:gamma, reg:tweedie).
+    Exp,
+    /// Softmax over the classes (multi:softprob, multi:softmax).
+    Softmax,
+}
+
+/// A loaded XGBoost tree ensemble.
+#[derive(Debug, Clone)]
+pub struct XgboostModel {
+    metadata: ModelMetadata,
+    forest: Forest<f32>,
+    /// Per output group, the margin every row starts from.
+    base_margin: Vec<f32>,
+    transform: Transform,
+    task: Task,
+}
+
+impl XgboostModel {
+    /// Loads `path`: UBJSON when its extension is `ubj`, JSON otherwise. Every problem with
+    /// the file (unreadable, malformed, unsupported objective or booster) is [`Error::Load`].
+    pub fn load(name: &str, path: &Path) -> Result<XgboostModel> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::load(name, format!("cannot read {}: {e}", path.display())))?;
+        let ubj = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("ubj"));
+        XgboostModel::from_slice(name, &bytes, ubj)
+    }
+
+    /// Loads a model from the bytes of a `model.json` (`ubj == false`) or `model.ubj`.
+    pub fn from_slice(name: &str, bytes: &[u8], ubj: bool) -> Result<XgboostModel> {
+        let value = if ubj {
+            ubjson::parse(bytes)
+                .map_err(|e| Error::load(name, format!("invalid xgboost ubjson model: {e}")))?
+        } else {
+            serde_json::from_slice(bytes)
+                .map_err(|e| Error::load(name, format!("invalid xgboost json model: {e}")))?
+        };
+        XgboostModel::from_value(name, &value).map_err(|message| Error::load(name, message))
+    }
+
+    fn from_value(name: &str, doc: &Value) -> Result<XgboostModel, String> {
+        let learner = get(doc, "learner")?;
+        let params = get(learner, "learner_model_param")?;
+        let num_features = usize_param(params, "num_feature")?;
+        let num_class = usize_param(params, "num_class")?;
+        if let Some(targets) = params.get("num_target") {
+            let targets =
+                parse_usize(targets).ok_or("learner_model_param.num_target is not a number")?;
+            if targets > 1 {
+                return Err(format!("multi-target models ({targets} targets) are not supported"));
+            }
+        }
+
+        let objective = get(get(learner, "objective")?, "name")?
+            .as_str()
+            .ok_or("learner.objective.name is not a string")?;
+        let (transform, task, margin_of) = match objective {
+            "binary:logistic" | "binary:logitraw" => {
+                (Transform::Sigmoid, Task::Binary, Margin::Logit)
+            }
+            "reg:logistic" => (Transform::Sigmoid, Task::Regression, Margin::Logit),
+            "reg:squarederror"
+            | "reg:pseudohubererror"
+            | "reg:absoluteerror"
+            | "reg:squaredlogerror" => (Transform::Identity, Task::Regression, Margin::Identity),
+            "count:poisson" | "reg:gamma" | "reg:tweedie" => {
+                (Transform::Exp, Task::Regression, Margin::Log)
+            }
+            "multi:softprob" | "multi:softmax" => {
+                if num_class < 2 {
+                    return Err(format!(
+                        "objective {objective:?} needs num_class >= 2, the model has {num_class}"
+                    ));
+                }
+                (Transform::Softmax, Task::Multiclass(num_class), Margin::Identity)
+            }
+            other => return Err(format!("unsupported objective {other:?}")),
+        };
+        let groups = match task {
+            Task::Multiclass(k) => k,
+            Task::Binary | Task::Regression => 1,
+        };
+
+        let base_scores = parse_base_score(get(params, "base_score")?)?;
+        let base_margin = match base_scores.as_slice() {
+            [b] => vec![margin_of.apply(*b)?; groups],
+            many if many.len() == groups => {
+                many.iter().map(|&b| margin_of.apply(b)).collect::<Result<_, _>>()?
+            }
+            many => {
+                return Err(format!("base_score has {} values for {groups} outputs", many.len()));
+            }
+        };
+
+        let booster = get(learner, "gradient_booster")?;
+        let booster_name = get(booster, "name")?.as_str().unwrap_or("");
+        if booster_name != "gbtree" {
+            return Err(format!("unsupported booster {booster_name:?} (only gbtree is supported)"));
+        }
+        let model = get(booster, "model")?;
+        let trees = get(model, "trees")?
+            .as_array()
+            .ok_or("gradient_booster.model.trees is not an array")?;
+        let tree_info = int_array(get(model, "tree_info")?, "tree_info")?;
+        if tree_info.len() != trees.len() {
+            return Err(format!(
+                "{} trees but tree_info has {} entries",
+                trees.len(),
+                tree_info.len()
+            ));
+        }
+        let mut forest = Forest::new(num_features, groups)?;
+        for (i, (tree, &group)) in trees.iter().zip(&tree_info).enumerate() {
+            let what = format!("tree {i}");
+            let group = usize::try_from(group)
+                .map_err(|_| format!("{what}: negative output group {group}"))?;
+            let tree = parse_tree(tree).map_err(|e| format!("{what}: {e}"))?;
+            forest.push(&tree, group, &what)?;
+        }
+
+        Ok(XgboostModel {
+            metadata: tree::metadata(name, "xgboost", num_features, task),
+            forest,
+            base_margin,
+            transform,
+            task,
+        })
+    }
+
+    /// Number of features a row must have.
+    pub fn num_features(&self) -> usize {
+        self.forest.num_features()
+    }
+
+    /// Number of trees.
+    pub fn num_trees(&self) -> usize {
+        self.forest.num_trees()
+    }
+
+    /// Predictions for row-major `rows` (`num_features` values per row): per row the class-1
+    /// probability (binary), the class probabilities (multiclass) or the value (regression).
+    pub fn predict(&self, rows: &[f32]) -> Result<Vec<f32>> {
+        let mut out = self
+            .forest
+            .predict(rows, &self.base_margin)
+            .map_err(|e| Error::invalid(format!("model \"{}\": {e}", self.metadata.name)))?;
+        match self.transform {
+            Transform::Identity => {}
+            Transform::Sigmoid => out.iter_mut().for_each(|m| *m = sigmoid(*m)),
+            Transform::Exp => out.iter_mut().for_each(|m| *m = m.exp()),
+            Transform::Softmax => {
+                let k = self.base_margin.len();
+                out.chunks_exact_mut(k).for_each(tree::softmax_f32);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Model for XgboostModel {
+    fn metadata(&self) -> &ModelMetadata {
+        &self.metadata
+    }
+
+    fn infer(&self, request: InferRequest) -> Result<Vec<Tensor>> {
+        let rows = tree::input_rows(&request, self.num_features())?;
+        let values: Vec<f64> = self.predict(rows)?.into_iter().map(f64::from).collect();
+        Ok(tree::outputs(self.task, rows.len() / self.num_features(), &values))
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        (std::mem::size_of::<Self>() + self.forest.memory_bytes()) as u64
+    }
+}
+
+/// XGBoost's `common::Sigmoid` (the `1e-16` it adds is below `f32` resolution at 1).
+fn sigmoid(x: f32) -> f32 {
+    let x = (-x).min(88.7);
+    1.0 / (x.exp() + 1.0)
+}
+
+/// How an objective turns `base_score` (a mean prediction) into a margin.
+#[derive(Debug, Clone, Copy)]
+enum Margin {
+    Identity,
+    /// `-ln(1/b - 1)`, in `f32` as XGBoost.
+    Logit,
+    Log,
+}
+
+impl Margin {
+    fn apply(self, b: f32) -> Result<f32, String> {
+        match self {
+            Margin::Identity => Ok(b),
+            Margin::Logit if b > 0.0 && b < 1.0 => Ok(-(1.0 / b - 1.0).ln()),
+            Margin::Logit => {
+                Err(format!("base_score {b} must be between 0 and 1 for a logistic objective"))
+            }
+            Margin::Log if b > 0.0 => Ok(b.ln()),
+            Margin::Log => Err(format!("base_score {b} must be positive for this objective")),
+        }
+    }
+}
+
+/// `base_score` as XGBoost writes it: `"5E-1"`, `"[5E-1]"` or `"[a,b,c]"` (one per class).
+fn parse_base_score(v: &Value) -> Result<Vec<f32>, String> {
+    let text = match v {
+        Value::String(s) => s.as_str(),
+        Value::Number(n) => {
+            return n
+                .as_f64()
+                .map(|f| vec![f as f32])
+                .ok_or_else(|| "base_score is not a number".into());
+        }
+        _ => return Err("base_score is neither a string nor a number".to_owned()),
+    };
+    let inner = text.trim().trim_start_matches('[').trim_end_matches(']');
+    let scores = inner
+        .split(',')
+        .map(|s| s.trim().parse::<f32>().ok().filter(|v| v.is_finite()))
+        .collect::<Option<Vec<f32>>>()
+        .ok_or_else(|| format!("base_score {text:?} is not a number or list of numbers"))?;
+    Ok(scores)
+}
+
+fn parse_tree(tree: &Value) -> Result<Tree, String> {
+    let left = int_array(get(tree, "left_children")?, "left_children")?;
+    let right = int_array(get(tree, "right_children")?, "right_children")?;
+    let feature = int_array(get(tree, "split_indices")?, "split_indices")?;
+    let cond = float_array(get(tree, "split_conditions")?, "split_conditions")?;
+    let default_left = int_array(get(tree, "default_left")?, "default_left")?;
+    let n = left.len();
+    if n == 0 {
+        return Err("has no nodes".to_owned());
+    }
+    for (field, len) in [
+        ("right_children", right.len()),
+        ("split_indices", feature.len()),
+        ("split_conditions", cond.len()),
+        ("default_left", default_left.len()),
+    ] {
+        if len != n {
+            return Err(format!("{field} has {len} entries for {n} nodes"));
+        }
+    }
+    if let Some(split_type) = tree.get("split_type") {
+        let split_type = int_array(split_type, "split_type")?;
+        if split_type.iter().zip(&left).any(|(&t, &l)| t != 0 && l != -1) {
+            return Err("categorical splits are not supported".to_owned());
+        }
+    }
+    if let Some(size) = tree.get("tree_param").and_then(|p| p.get("size_leaf_vector")) {
+        let size = parse_usize(size).ok_or("tree_param.size_leaf_vector is not a number")?;
+        if size > 1 {
+            return Err("vector leaves (multi-target trees) are not supported".to_owned());
+        }
+    }
+
+    // XGBoost keeps leaves and internal nodes in one array (a leaf has left child -1 and its
+    // value in split_conditions); split them, keeping id order so children still follow
+    // their parents.
+    let is_leaf = |id: usize| left[id] == -1;
+    let mut local = vec![0usize; n];
+    let (mut nodes, mut leaves) = (0, 0);
+    for (id, slot) in local.iter_mut().enumerate() {
+        if is_leaf(id) {
+            *slot = leaves;
+            leaves += 1;
+        } else {
+            *slot = nodes;
+            nodes += 1;
+        }
+    }
+    let child = |parent: usize, c: i64| -> Result<Child, String> {
+        let id = usize::try_from(c).ok().filter(|&id| id > parent && id < n);
+        match id {
+            Some(id) if is_leaf(id) => Ok(Child::Leaf(local[id])),
+            Some(id) => Ok(Child::Node(local[id])),
+            None => Err(format!("node {parent} has invalid child {c}")),
+        }
+    };
+    let mut out = Tree { nodes: Vec::with_capacity(nodes), leaves: Vec::with_capacity(leaves) };
+    for id in 0..n {
+        if is_leaf(id) {
+            out.leaves.push(f64::from(cond[id]));
+            continue;
+        }
+        let feature = usize::try_from(feature[id])
+            .map_err(|_| format!("node {id} has invalid feature {}", feature[id]))?;
+        out.nodes.push(Node {
+            feature,
+            split: Split::Numeric { threshold: cond[id] },
+            default_left: default_left[id] != 0,
+            zero_is_missing: false,
+            left: child(id, left[id])?,
+            right: child(id, right[id])?,
+        });
+    }
+    Ok(out)
+}
+
+fn get<'a>(v: &'a Value, key: &str) -> Result<&'a Value, String> {
+    v.get(key).ok_or_else(|| format!("missing field {key:?}"))
+}
+
+/// A count that XGBoost writes as a string (`"10"`) or, in some versions, a number.
+fn parse_usize(v: &Value) -> Option<usize> {
+    match v {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
+        _ => None,
+    }
+}
+
+fn usize_param(params: &Value, key: &str) -> Result<usize, String> {
+    parse_usize(get(params, key)?)
+        .ok_or_else(|| format!("learner_model_param.{key} is not a count"))
+}
+
+/// Integers (booleans count as 0/1, as old models wrote `default_left`).
+fn int_array(v: &Value, what: &str) -> Result<Vec<i64>, String> {
+    let items = v.as_array().ok_or_else(|| format!("{what} is not an array"))?;
+    items
+        .iter()
+        .map(|x| match x {
+            Value::Bool(b) => Some(i64::from(*b)),
+            other => other.as_i64(),
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("{what} holds a value that is not an integer"))
+}
+
+/// Numbers as `f32` (XGBoost stores `f32`; JSON writes their shortest decimal, so the
+/// round trip is exact).
+fn float_array(v: &Value, what: &str) -> Result<Vec<f32>, String> {
+    let items = v.as_array().ok_or_else(|| format!("{what} is not an array"))?;
+    items
+        .iter()
+        .map(|x| x.as_f64().map(|f| f as f32))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("{what} holds a value that is not a number"))
+}
+
+#[cfg(test)]
+mod tests {
+    use oxserve_protocol::TensorData;
+
+    use super::*;
+    use crate::runtimes::tree::testing::{assert_close, expected, fixture};
+
+    fn floats(v: &Value) -> Vec<f64> {
+        v["data"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    }
+
+    /// Loads fixture `name`, runs its expected input through `infer` and compares every output.
+    fn check_fixture(name: &str, file: &str) {
+        let model = XgboostModel::load(name, &fixture(&format!("models/{name}/{file}"))).unwrap();
+        let (x, shape, want) = expected(name);
+        assert_eq!(model.metadata().inputs[0].shape, vec![-1, shape[1]]);
+        let request = InferRequest {
+            inputs: vec![Tensor::new("input-0", shape.clone(), TensorData::Fp32(x))],
+            ..Default::default()
+        };
+        let outputs = model.infer(request).unwrap();
+        let names: Vec<_> = outputs.iter().map(|t| t.name.as_str()).collect();
+        let mut want_names: Vec<_> = want.as_object().unwrap().keys().map(String::as_str).collect();
+        want_names.sort_unstable();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, want_names);
+        for out in outputs {
+            let w = &want[&out.name];
+            let want_shape: Vec<i64> =
+                w["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            assert_eq!(out.shape, want_shape, "{name}/{}", out.name);
+            match &out.data {
+                TensorData::Fp32(v) => {
+                    let got: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+                    assert_close(&format!("{name}/{}", out.name), &got, &floats(w));
+                }
+                TensorData::Int64(v) => {
+                    let w: Vec<i64> =
+                        w["data"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
+                    assert_eq!(v, &w, "{name}/{}", out.name);
+                }
+                other => panic!("unexpected output type {:?}", other.datatype()),
+            }
+        }
+    }
+
+    #[test]
+    fn binary_json_matches_xgboost() {
+        check_fixture("xgb-binary", "model.json");
+    }
+
+    #[test]
+    fn multiclass_ubjson_matches_xgboost() {
+        check_fixture("xgb-multiclass", "model.ubj");
+    }
+
+    #[test]
+    fn regression_json_matches_xgboost() {
+        check_fixture("xgb-regression", "model.json");
+    }
+
+    #[test]
+    fn metadata_describes_the_model() {
+        let model = XgboostModel::load("m", &fixture("models/xgb-multiclass/model.ubj")).unwrap();
+        let md = model.metadata();
+        assert_eq!(md.platform, "xgboost");
+        assert_eq!(md.inputs[0].name, "input-0");
+        assert_eq!(md.inputs[0].shape, vec![-1, 10]);
+        assert_eq!(md.outputs[1].shape, vec![-1, 3]);
+        assert_eq!(model.num_trees(), 30);
+        assert!(model.memory_bytes() > 10_000);
+    }
+
+    #[test]
+    fn truncated_and_malformed_files_are_load_errors() {
+        for (file, ubj) in [("xgb-binary/model.json", false), ("xgb-multiclass/model.ubj", true)] {
+            let bytes = std::fs::read(fixture(&format!("models/{file}"))).unwrap();
+            for cut in [0, 1, 7, bytes.len() / 3, bytes.len() / 2, bytes.len() - 1] {
+                let err = XgboostModel::from_slice("m", &bytes[..cut], ubj).unwrap_err();
+                assert!(matches!(err, Error::Load { .. }), "{file} cut at {cut}: {err}");
+            }
+            // Flipping bytes must never panic, whatever it does.
+            for at in (0..bytes.len()).step_by(997) {
+                let mut bad = bytes.clone();
+                bad[at] ^= 0x5a;
+                let _ = XgboostModel::from_slice("m", &bad, ubj);
+            }
+        }
+        let err = XgboostModel::load("m", Path::new("/nonexistent/model.json")).unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+
+    fn edited(f: impl FnOnce(&mut Value)) -> Result<XgboostModel> {
+        let text = std::fs::read_to_string(fixture("models/xgb-binary/model.json")).unwrap();
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        f(&mut doc);
+        XgboostModel::from_slice("m", doc.to_string().as_bytes(), false)
+    }
+
+    #[test]
+    fn unsupported_models_are_rejected_with_a_reason() {
+        let err =
+            edited(|d| d["learner"]["objective"]["name"] = "rank:pairwise".into()).unwrap_err();
+        assert!(err.to_string().contains("unsupported objective \"rank:pairwise\""), "{err}");
+        let err =
+            edited(|d| d["learner"]["gradient_booster"]["name"] = "gblinear".into()).unwrap_err();
+        assert!(err.to_string().contains("gblinear"), "{err}");
+        let err = edited(|d| {
+            d["learner"]["gradient_booster"]["model"]["trees"][0]["split_type"][0] = 1.into()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("tree 0: categorical splits are not supported"), "{err}");
+        let err = edited(|d| {
+            d["learner"]["gradient_booster"]["model"]["trees"][2]["left_children"][0] = 0.into()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("tree 2: node 0 has invalid child 0"), "{err}");
+        let err = edited(|d| {
+            d["learner"]["gradient_booster"]["model"]["trees"][1]["split_indices"][0] = 10.into()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("feature 10"), "{err}");
+        let err = edited(|d| d["learner"]["learner_model_param"]["base_score"] = "[2E0]".into())
+            .unwrap_err();
+        assert!(err.to_string().contains("base_score 2"), "{err}");
+        let err = edited(|d| d["learner"]["learner_model_param"]["base_score"] = "abc".into())
+            .unwrap_err();
+        assert!(err.to_string().contains("base_score"), "{err}");
+    }
+
+    #[test]
+    fn base_score_forms() {
+        assert_eq!(parse_base_score(&"5E-1".into()).unwrap(), vec![0.5]);
+        assert_eq!(parse_base_score(&"[5E-1]".into()).unwrap(), vec![0.5]);
+        assert_eq!(parse_base_score(&"[1E0,-2.5E-1]".into()).unwrap(), vec![1.0, -0.25]);
+        assert!(parse_base_score(&"[]".into()).is_err());
+        // A logistic base_score of 0.5 is a zero margin.
+        assert_eq!(Margin::Logit.apply(0.5).unwrap(), 0.0);
+    }
+
+    #[test]
+    fn wrong_element_count_is_an_error_not_a_panic() {
+        let model = XgboostModel::load("m", &fixture("models/xgb-regression/model.json")).unwrap();
+        let request = InferRequest {
+            inputs: vec![Tensor::new("input-0", vec![2, 10], TensorData::Fp32(vec![0.0; 19]))],
+            ..Default::default()
+        };
+        assert!(model.infer(request).unwrap_err().to_string().contains("[N, 10]"));
+        let request = InferRequest {
+            inputs: vec![Tensor::new("input-0", vec![2, 10], TensorData::Fp64(vec![0.0; 20]))],
+            ..Default::default()
+        };
+        assert!(model.infer(request).unwrap_err().to_string().contains("FP32"));
+        assert!(model.predict(&[0.0; 15]).is_err());
+        assert_eq!(model.predict(&[]).unwrap(), Vec::<f32>::new());
+    }
+}

@@ -1,0 +1,721 @@
+//! The decision-forest engine shared by the XGBoost and LightGBM runtimes.
+//!
+//! Loaders describe each tree as a small [`Tree`] (nodes with local child indices); a
+//! [`Forest`] validates and flattens all trees into structure-of-arrays node tables and
+//! evaluates a whole batch at once. Evaluation walks rows in blocks and, inside a block, trees
+//! outermost, so one tree's nodes stay in cache while every row of the block goes through it;
+//! per-row, per-output-group sums accumulate in the framework's own precision (`f32` for
+//! XGBoost, `f64` for LightGBM) through the [`Score`] parameter.
+//!
+//! Every split sends a row left when `x < threshold`; loaders translate their framework's rule
+//! into that form (LightGBM's `x <= t` becomes `x < next_up(t)` in `f32`). Missing values
+//! (NaN, and for some LightGBM splits values within ±1e-35 of zero) follow the node's default
+//! direction. Validation on load guarantees that evaluation can neither index out of bounds
+//! nor loop: every child node has a larger index than its parent.
+
+use oxserve_protocol::{DataType, InferRequest, ModelMetadata, Tensor, TensorData, TensorMetadata};
+
+use crate::error::{Error, Result};
+
+/// Node flag: missing values go to the left child.
+const DEFAULT_LEFT: u8 = 1;
+/// Node flag: values within ±[`ZERO_THRESHOLD`] count as missing (LightGBM missing type Zero).
+const ZERO_MISSING: u8 = 2;
+/// Node flag: a categorical split (left when the category is in the node's set).
+const CATEGORICAL: u8 = 4;
+
+/// LightGBM's `kZeroThreshold`: magnitudes up to this are zero for missing-value purposes.
+const ZERO_THRESHOLD: f32 = 1e-35;
+
+/// Rows evaluated together; their features (a few KiB) stay in L1 while trees are walked.
+const BLOCK_ROWS: usize = 64;
+
+/// Where a node's branch leads, as an index local to its [`Tree`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Child {
+    /// An internal node of the same tree.
+    Node(usize),
+    /// A leaf of the same tree.
+    Leaf(usize),
+}
+
+/// How an internal node splits.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Split {
+    /// Left when `x < threshold`.
+    Numeric { threshold: f32 },
+    /// Left when `trunc(x)` is a non-negative category whose bit is set in `bits` (32
+    /// categories per word, least significant bit first), as LightGBM's bitsets.
+    Categorical { bits: Vec<u32> },
+}
+
+/// An internal node of a [`Tree`].
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Node {
+    pub feature: usize,
+    pub split: Split,
+    /// Where missing values go.
+    pub default_left: bool,
+    /// Whether values within ±1e-35 of zero are missing too.
+    pub zero_is_missing: bool,
+    pub left: Child,
+    pub right: Child,
+}
+
+/// One tree as a loader describes it. The root is node 0, or leaf 0 when there are no nodes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Tree {
+    pub nodes: Vec<Node>,
+    pub leaves: Vec<f64>,
+}
+
+impl Tree {
+    fn root(&self) -> Child {
+        if self.nodes.is_empty() { Child::Leaf(0) } else { Child::Node(0) }
+    }
+}
+
+/// The accumulator type of a forest: `f32` (XGBoost) or `f64` (LightGBM).
+pub(crate) trait Score:
+    Copy + Default + std::ops::AddAssign + Send + Sync + 'static
+{
+    /// The leaf value in this precision.
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Score for f32 {
+    fn from_f64(v: f64) -> f32 {
+        v as f32
+    }
+}
+
+impl Score for f64 {
+    fn from_f64(v: f64) -> f64 {
+        v
+    }
+}
+
+/// All trees of a model in flat node tables, ready for batched evaluation.
+#[derive(Debug, Clone)]
+pub(crate) struct Forest<S> {
+    num_features: usize,
+    num_groups: usize,
+    // One entry per internal node of every tree.
+    feature: Vec<u32>,
+    threshold: Vec<f32>,
+    /// Child links: `>= 0` an internal node, `< 0` the leaf `!link`.
+    left: Vec<i32>,
+    right: Vec<i32>,
+    flags: Vec<u8>,
+    /// Index into `cat_ranges` (categorical nodes only; 0 elsewhere).
+    cat_set: Vec<u32>,
+    /// `(start, len)` of each category bitset in `cat_bits`.
+    cat_ranges: Vec<(u32, u32)>,
+    cat_bits: Vec<u32>,
+    leaf_value: Vec<S>,
+    /// Per tree: the root link and the output group it adds to.
+    roots: Vec<i32>,
+    group: Vec<u32>,
+}
+
+impl<S: Score> Forest<S> {
+    /// An empty forest over rows of `num_features` features with `num_groups` outputs.
+    pub(crate) fn new(num_features: usize, num_groups: usize) -> Result<Forest<S>, String> {
+        if num_features == 0 {
+            return Err("the model has no features".to_owned());
+        }
+        if num_groups == 0 {
+            return Err("the model has no outputs".to_owned());
+        }
+        if u32::try_from(num_features).is_err() {
+            return Err(format!("{num_features} features are too many"));
+        }
+        Ok(Forest {
+            num_features,
+            num_groups,
+            feature: Vec::new(),
+            threshold: Vec::new(),
+            left: Vec::new(),
+            right: Vec::new(),
+            flags: Vec::new(),
+            cat_set: Vec::new(),
+            cat_ranges: Vec::new(),
+            cat_bits: Vec::new(),
+            leaf_value: Vec::new(),
+            roots: Vec::new(),
+            group: Vec::new(),
+        })
+    }
+
+    /// Number of features of a row.
+    pub(crate) fn num_features(&self) -> usize {
+        self.num_features
+    }
+
+    /// Number of trees.
+    pub(crate) fn num_trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Approximate heap size in bytes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.feature.len() * (4 + 4 + 4 + 4 + 1 + 4)
+            + self.cat_ranges.len() * 8
+            + self.cat_bits.len() * 4
+            + self.leaf_value.len() * std::mem::size_of::<S>()
+            + self.roots.len() * 8
+    }
+
+    /// Validates `tree` and appends it, adding to output `group`. `what` names the tree in
+    /// error messages (e.g. `tree 3`).
+    pub(crate) fn push(&mut self, tree: &Tree, group: usize, what: &str) -> Result<(), String> {
+        if group >= self.num_groups {
+            return Err(format!(
+                "{what}: output group {group} is out of range (the model has {})",
+                self.num_groups
+            ));
+        }
+        if tree.leaves.is_empty() {
+            return Err(format!("{what}: has no leaves"));
+        }
+        let node_base = self.feature.len();
+        let leaf_base = self.leaf_value.len();
+        let too_big = || format!("{what}: the model has too many nodes");
+        let total_nodes = node_base.checked_add(tree.nodes.len()).ok_or_else(too_big)?;
+        let total_leaves = leaf_base.checked_add(tree.leaves.len()).ok_or_else(too_big)?;
+        if i32::try_from(total_nodes).is_err() || i32::try_from(total_leaves).is_err() {
+            return Err(too_big());
+        }
+        let link = |from: usize, child: Child| -> Result<i32, String> {
+            match child {
+                // A child must come after its parent: this is what makes every walk finish.
+                Child::Node(j) if j > from && j < tree.nodes.len() => Ok((node_base + j) as i32),
+                Child::Node(j) => Err(format!("{what}: node {from} has invalid child node {j}")),
+                Child::Leaf(j) if j < tree.leaves.len() => Ok(!((leaf_base + j) as i32)),
+                Child::Leaf(j) => Err(format!("{what}: node {from} points at missing leaf {j}")),
+            }
+        };
+        // Check everything before touching the tables, so a failed push leaves them intact.
+        let mut links = Vec::with_capacity(tree.nodes.len());
+        for (i, node) in tree.nodes.iter().enumerate() {
+            if node.feature >= self.num_features {
+                return Err(format!(
+                    "{what}: node {i} splits on feature {} but the model has {} features",
+                    node.feature, self.num_features
+                ));
+            }
+            links.push((link(i, node.left)?, link(i, node.right)?));
+        }
+        let root = match tree.root() {
+            Child::Node(_) => node_base as i32,
+            Child::Leaf(_) => !(leaf_base as i32),
+        };
+        for (node, (left, right)) in tree.nodes.iter().zip(links) {
+            let mut flags = 0;
+            if node.default_left {
+                flags |= DEFAULT_LEFT;
+            }
+            if node.zero_is_missing {
+                flags |= ZERO_MISSING;
+            }
+            let (threshold, cat_set) = match &node.split {
+                Split::Numeric { threshold } => (*threshold, 0),
+                Split::Categorical { bits } => {
+                    flags |= CATEGORICAL;
+                    let start = u32::try_from(self.cat_bits.len()).map_err(|_| too_big())?;
+                    let len = u32::try_from(bits.len()).map_err(|_| too_big())?;
+                    let set = u32::try_from(self.cat_ranges.len()).map_err(|_| too_big())?;
+                    self.cat_bits.extend_from_slice(bits);
+                    self.cat_ranges.push((start, len));
+                    (0.0, set)
+                }
+            };
+            self.feature.push(node.feature as u32);
+            self.threshold.push(threshold);
+            self.left.push(left);
+            self.right.push(right);
+            self.flags.push(flags);
+            self.cat_set.push(cat_set);
+        }
+        self.leaf_value.extend(tree.leaves.iter().map(|&v| S::from_f64(v)));
+        self.roots.push(root);
+        self.group.push(group as u32);
+        Ok(())
+    }
+
+    /// Sums of leaf values per row and group, starting from `base` (one value per group), for
+    /// the rows of `x` (row-major, `num_features` per row). Returns `rows × groups` values.
+    pub(crate) fn predict(&self, x: &[f32], base: &[S]) -> Result<Vec<S>, String> {
+        let f = self.num_features;
+        let k = self.num_groups;
+        if x.len() % f != 0 {
+            return Err(format!(
+                "{} input values are not a whole number of rows of {f} features",
+                x.len()
+            ));
+        }
+        if base.len() != k {
+            return Err(format!("{} base scores for {k} outputs", base.len()));
+        }
+        let rows = x.len() / f;
+        let mut out = Vec::with_capacity(rows * k);
+        for _ in 0..rows {
+            out.extend_from_slice(base);
+        }
+        for (xs, outs) in x.chunks(BLOCK_ROWS * f).zip(out.chunks_mut(BLOCK_ROWS * k)) {
+            for (&root, &group) in self.roots.iter().zip(&self.group) {
+                let group = group as usize;
+                for (row, acc) in xs.chunks_exact(f).zip(outs.chunks_exact_mut(k)) {
+                    acc[group] += self.leaf_value[self.walk(root, row)];
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The leaf (index into `leaf_value`) that `row` reaches from `link`.
+    #[inline]
+    fn walk(&self, mut link: i32, row: &[f32]) -> usize {
+        while link >= 0 {
+            let i = link as usize;
+            let v = row[self.feature[i] as usize];
+            link = if self.goes_left(i, v) { self.left[i] } else { self.right[i] };
+        }
+        !link as usize
+    }
+
+    #[inline]
+    fn goes_left(&self, i: usize, v: f32) -> bool {
+        let flags = self.flags[i];
+        if v.is_nan() || (flags & ZERO_MISSING != 0 && v.abs() <= ZERO_THRESHOLD) {
+            return flags & DEFAULT_LEFT != 0;
+        }
+        if flags & CATEGORICAL != 0 {
+            return self.in_category(i, v);
+        }
+        v < self.threshold[i]
+    }
+
+    /// LightGBM's categorical test: the category is `trunc(v)`; negative categories (and
+    /// ones too large for an `i32`) are in no set.
+    fn in_category(&self, i: usize, v: f32) -> bool {
+        if v <= -1.0 || v >= 2_147_483_648.0 {
+            return false;
+        }
+        let category = v as u32; // truncates toward zero, (-1, 0) → 0
+        let (start, len) = self.cat_ranges[self.cat_set[i] as usize];
+        let word = category / 32;
+        if word >= len {
+            return false;
+        }
+        (self.cat_bits[(start + word) as usize] >> (category % 32)) & 1 == 1
+    }
+}
+
+/// The largest `f32` not above `t`: `x <= t` ⇔ `x <= down(t)` for every `f32` `x`.
+pub(crate) fn f32_at_most(t: f64) -> f32 {
+    let r = t as f32; // round to nearest
+    if f64::from(r) > t { r.next_down() } else { r }
+}
+
+/// The `f32` threshold `u` with `x < u` ⇔ `x <= t` for every `f32` `x` (LightGBM's rule).
+pub(crate) fn less_equal_threshold(t: f64) -> f32 {
+    if t.is_nan() {
+        return f32::NAN; // nothing compares: every value goes right, as in LightGBM
+    }
+    f32_at_most(t).next_up()
+}
+
+/// What a tree model predicts, which decides its outputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Task {
+    /// Probability of class 1: outputs `predict` (INT64, `p > 0.5`) and `predict_proba`
+    /// (FP32 `[N, 2]`).
+    Binary,
+    /// Class probabilities: outputs `predict` (INT64 argmax) and `predict_proba` (FP32
+    /// `[N, classes]`).
+    Multiclass(usize),
+    /// One value per row: output `predict` (FP32 `[N]`).
+    Regression,
+}
+
+/// The name of the single input of tree models.
+pub(crate) const INPUT_NAME: &str = "input-0";
+
+/// Metadata of a tree model: one FP32 `[-1, num_features]` input and the task's outputs.
+pub(crate) fn metadata(
+    name: &str,
+    platform: &str,
+    num_features: usize,
+    task: Task,
+) -> ModelMetadata {
+    let tensor = |name: &str, datatype, shape| TensorMetadata {
+        name: name.to_owned(),
+        datatype,
+        shape,
+        parameters: None,
+    };
+    let outputs = match task {
+        Task::Binary => vec![
+            tensor("predict", DataType::Int64, vec![-1]),
+            tensor("predict_proba", DataType::Fp32, vec![-1, 2]),
+        ],
+        Task::Multiclass(k) => vec![
+            tensor("predict", DataType::Int64, vec![-1]),
+            tensor("predict_proba", DataType::Fp32, vec![-1, k as i64]),
+        ],
+        Task::Regression => vec![tensor("predict", DataType::Fp32, vec![-1])],
+    };
+    ModelMetadata {
+        name: name.to_owned(),
+        versions: Vec::new(),
+        platform: platform.to_owned(),
+        inputs: vec![tensor(INPUT_NAME, DataType::Fp32, vec![-1, num_features as i64])],
+        outputs,
+        parameters: None,
+    }
+}
+
+/// The FP32 rows of the request's single input, checked against `num_features` (the server
+/// validated the request already; this only refuses what would make evaluation wrong).
+pub(crate) fn input_rows<'a>(request: &'a InferRequest, num_features: usize) -> Result<&'a [f32]> {
+    let [input] = request.inputs.as_slice() else {
+        return Err(Error::invalid(format!(
+            "the model takes one input \"{INPUT_NAME}\", got {}",
+            request.inputs.len()
+        )));
+    };
+    let TensorData::Fp32(values) = &input.data else {
+        return Err(Error::invalid(format!(
+            "input \"{}\": expected FP32 data, got {}",
+            input.name,
+            input.datatype()
+        )));
+    };
+    let rows_ok = match input.shape.as_slice() {
+        [rows, features] => {
+            *features == num_features as i64
+                && usize::try_from(*rows)
+                    .is_ok_and(|r| r.checked_mul(num_features) == Some(values.len()))
+        }
+        _ => false,
+    };
+    if !rows_ok {
+        return Err(Error::invalid(format!(
+            "input \"{}\": expected shape [N, {num_features}] holding N×{num_features} values, got shape {:?} with {} values",
+            input.name,
+            input.shape,
+            values.len()
+        )));
+    }
+    Ok(values)
+}
+
+/// Output tensors of `task` for `rows` rows, from per-row probabilities (`Binary`: one per
+/// row, `Multiclass`: one per row and class) or predictions (`Regression`).
+pub(crate) fn outputs(task: Task, rows: usize, values: &[f64]) -> Vec<Tensor> {
+    match task {
+        Task::Binary => {
+            let predict = values.iter().map(|&p| i64::from(p > 0.5)).collect();
+            let proba = values.iter().flat_map(|&p| [(1.0 - p) as f32, p as f32]).collect();
+            vec![
+                Tensor::new("predict", vec![rows as i64], TensorData::Int64(predict)),
+                Tensor::new("predict_proba", vec![rows as i64, 2], TensorData::Fp32(proba)),
+            ]
+        }
+        Task::Multiclass(k) => {
+            let predict = values.chunks_exact(k).map(|row| argmax(row) as i64).collect();
+            let proba = values.iter().map(|&p| p as f32).collect();
+            vec![
+                Tensor::new("predict", vec![rows as i64], TensorData::Int64(predict)),
+                Tensor::new("predict_proba", vec![rows as i64, k as i64], TensorData::Fp32(proba)),
+            ]
+        }
+        Task::Regression => {
+            let predict = values.iter().map(|&v| v as f32).collect();
+            vec![Tensor::new("predict", vec![rows as i64], TensorData::Fp32(predict))]
+        }
+    }
+}
+
+/// Index of the first largest value (NaN never wins), as numpy's argmax on finite data.
+pub(crate) fn argmax(values: &[f64]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] || values[best].is_nan() {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Numerically stable softmax in place, as XGBoost computes it: `f32` exponentials summed
+/// in `f64`.
+pub(crate) fn softmax_f32(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f64;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += f64::from(*v);
+    }
+    let sum = sum as f32;
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// Numerically stable softmax in place (`f64`, as LightGBM).
+pub(crate) fn softmax_f64(x: &mut [f64]) {
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= sum;
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the runtimes' tests: reading fixtures and comparing predictions.
+
+    use std::path::PathBuf;
+
+    use serde_json::Value;
+
+    /// `fixtures/<rel>` in the workspace.
+    pub(crate) fn fixture(rel: &str) -> PathBuf {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures")).join(rel)
+    }
+
+    /// The expected input rows (NaN for null) and its shape from `fixtures/expected/<name>.json`.
+    pub(crate) fn expected(name: &str) -> (Vec<f32>, Vec<i64>, Value) {
+        let text = std::fs::read_to_string(fixture(&format!("expected/{name}.json"))).unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let input = &doc["input"];
+        let data = input["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().map_or(f32::NAN, |v| v as f32))
+            .collect();
+        let shape =
+            input["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+        (data, shape, doc["outputs"].clone())
+    }
+
+    /// Asserts `got` matches `want` within 1e-5 relative (plus 1e-6 absolute near zero).
+    pub(crate) fn assert_close(what: &str, got: &[f64], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            let tol = 1e-5 * w.abs() + 1e-6;
+            assert!((g - w).abs() <= tol, "{what}[{i}]: got {g}, expected {w}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Straightforward per-row evaluation of a [`Tree`], independent of the flat tables.
+    fn reference(tree: &Tree, row: &[f32]) -> f64 {
+        let mut at = tree.root();
+        loop {
+            match at {
+                Child::Leaf(j) => return tree.leaves[j],
+                Child::Node(i) => {
+                    let node = &tree.nodes[i];
+                    let v = row[node.feature];
+                    let missing = v.is_nan() || (node.zero_is_missing && v.abs() <= 1e-35);
+                    let left = if missing {
+                        node.default_left
+                    } else {
+                        match &node.split {
+                            Split::Numeric { threshold } => v < *threshold,
+                            Split::Categorical { bits } => {
+                                let c = v.trunc();
+                                c >= 0.0
+                                    && c < 2_147_483_648.0
+                                    && bits
+                                        .get(c as usize / 32)
+                                        .is_some_and(|w| w >> (c as usize % 32) & 1 == 1)
+                            }
+                        }
+                    };
+                    at = if left { node.left } else { node.right };
+                }
+            }
+        }
+    }
+
+    /// A random tree on `features` features: node `i > 0` replaces a random leaf slot of the
+    /// tree built so far, so every node has one parent and children follow parents.
+    fn arb_tree(features: usize) -> impl Strategy<Value = Tree> {
+        let node = (
+            0..features,
+            prop_oneof![
+                3 => (-2.0f32..2.0).prop_map(|threshold| Split::Numeric { threshold }),
+                1 => prop::collection::vec(any::<u32>(), 0..3).prop_map(|bits| Split::Categorical { bits }),
+            ],
+            any::<bool>(),
+            any::<bool>(),
+            any::<prop::sample::Index>(),
+        );
+        (prop::collection::vec(node, 0..12), prop::collection::vec(-5.0f64..5.0, 13)).prop_map(
+            |(specs, values)| {
+                let mut nodes: Vec<Node> = Vec::new();
+                // Open slots: (node, is_left).
+                let mut slots: Vec<(usize, bool)> = Vec::new();
+                for (i, (feature, split, default_left, zero_is_missing, pick)) in
+                    specs.into_iter().enumerate()
+                {
+                    if i > 0 {
+                        let (parent, is_left) = slots.swap_remove(pick.index(slots.len()));
+                        if is_left {
+                            nodes[parent].left = Child::Node(i);
+                        } else {
+                            nodes[parent].right = Child::Node(i);
+                        }
+                    }
+                    nodes.push(Node {
+                        feature,
+                        split,
+                        default_left,
+                        zero_is_missing,
+                        left: Child::Leaf(0),
+                        right: Child::Leaf(0),
+                    });
+                    slots.push((i, true));
+                    slots.push((i, false));
+                }
+                let mut leaves = Vec::new();
+                for (parent, is_left) in slots {
+                    let child = Child::Leaf(leaves.len());
+                    leaves.push(values[leaves.len()]);
+                    if is_left {
+                        nodes[parent].left = child;
+                    } else {
+                        nodes[parent].right = child;
+                    }
+                }
+                if leaves.is_empty() {
+                    leaves.push(values[0]);
+                }
+                Tree { nodes, leaves }
+            },
+        )
+    }
+
+    fn arb_value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            4 => -3.0f32..3.0,
+            1 => Just(f32::NAN),
+            1 => Just(0.0f32),
+            1 => (0u32..70).prop_map(|c| c as f32),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn batched_evaluation_equals_row_by_row(
+            trees in prop::collection::vec((arb_tree(4), 0usize..3), 1..8),
+            rows in prop::collection::vec(prop::collection::vec(arb_value(), 4), 1..150),
+        ) {
+            let mut forest = Forest::<f64>::new(4, 3).unwrap();
+            for (i, (tree, group)) in trees.iter().enumerate() {
+                forest.push(tree, *group, &format!("tree {i}")).unwrap();
+            }
+            let base = [0.5, -1.0, 0.0];
+            let flat: Vec<f32> = rows.concat();
+            let batched = forest.predict(&flat, &base).unwrap();
+            prop_assert_eq!(batched.len(), rows.len() * 3);
+            for (r, row) in rows.iter().enumerate() {
+                let single = forest.predict(row, &base).unwrap();
+                let mut want = base;
+                for (tree, group) in &trees {
+                    want[*group] += reference(tree, row);
+                }
+                for g in 0..3 {
+                    prop_assert_eq!(batched[r * 3 + g].to_bits(), single[g].to_bits());
+                    prop_assert!((batched[r * 3 + g] - want[g]).abs() < 1e-9);
+                }
+            }
+        }
+    }
+
+    fn stump(split: Split, default_left: bool, zero_is_missing: bool) -> Tree {
+        Tree {
+            nodes: vec![Node {
+                feature: 0,
+                split,
+                default_left,
+                zero_is_missing,
+                left: Child::Leaf(0),
+                right: Child::Leaf(1),
+            }],
+            leaves: vec![1.0, 2.0],
+        }
+    }
+
+    fn eval(tree: &Tree, x: &[f32]) -> Vec<f64> {
+        let mut forest = Forest::<f64>::new(1, 1).unwrap();
+        forest.push(tree, 0, "tree 0").unwrap();
+        forest.predict(x, &[0.0]).unwrap()
+    }
+
+    #[test]
+    fn numeric_missing_and_zero_rules() {
+        let t = stump(Split::Numeric { threshold: 0.5 }, false, false);
+        assert_eq!(eval(&t, &[0.4, 0.5, f32::NAN, 0.0]), [1.0, 2.0, 2.0, 1.0]);
+        let t = stump(Split::Numeric { threshold: 0.5 }, false, true);
+        assert_eq!(
+            eval(&t, &[0.4, 0.0, -0.0, 1e-36, 1e-30, f32::NAN]),
+            [1.0, 2.0, 2.0, 2.0, 1.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn categorical_rule_truncates_and_refuses_negatives() {
+        // Categories 1 and 33 go left.
+        let t = stump(Split::Categorical { bits: vec![0b10, 0b10] }, false, false);
+        let got =
+            eval(&t, &[1.0, 1.9, 33.0, 0.0, -0.5, -1.0, 64.0, 2.0e9, f32::NAN, f32::INFINITY]);
+        assert_eq!(got, [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn less_equal_thresholds_are_exact_in_f32() {
+        for t in [0.5f64, 0.1, -0.1, 1e-40, -1e300, 1e300, 3.4028234663852886e38] {
+            let u = less_equal_threshold(t);
+            for x in
+                [t as f32, (t as f32).next_up(), (t as f32).next_down(), 0.0, f32::MAX, f32::MIN]
+            {
+                assert_eq!(x < u, f64::from(x) <= t, "t={t} x={x}");
+            }
+        }
+    }
+
+    #[test]
+    fn invalid_trees_are_rejected() {
+        let mut forest = Forest::<f32>::new(2, 1).unwrap();
+        let mut t = stump(Split::Numeric { threshold: 0.0 }, true, false);
+        t.nodes[0].feature = 2;
+        assert!(forest.push(&t, 0, "tree 0").unwrap_err().contains("feature 2"));
+        let mut t = stump(Split::Numeric { threshold: 0.0 }, true, false);
+        t.nodes[0].left = Child::Node(0);
+        assert!(forest.push(&t, 0, "tree 0").unwrap_err().contains("invalid child"));
+        let mut t = stump(Split::Numeric { threshold: 0.0 }, true, false);
+        t.nodes[0].right = Child::Leaf(5);
+        assert!(forest.push(&t, 0, "tree 0").unwrap_err().contains("missing leaf"));
+        let t = stump(Split::Numeric { threshold: 0.0 }, true, false);
+        assert!(forest.push(&t, 1, "tree 0").unwrap_err().contains("group"));
+        assert!(forest.push(&Tree::default(), 0, "tree 0").unwrap_err().contains("no leaves"));
+        assert_eq!(forest.num_trees(), 0);
+        assert!(forest.predict(&[1.0, 2.0, 3.0], &[0.0]).is_err());
+    }
+}
