@@ -4,6 +4,7 @@ mod bench;
 mod demo;
 mod fixtures;
 mod onnxruntime;
+mod python_clients;
 mod setup;
 mod test;
 mod venv;

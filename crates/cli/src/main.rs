@@ -1,1 +1,61 @@
-fn main() {}
+//! The `oxserve` binary: one command line for serving and using models.
+
+mod infer;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "oxserve",
+    version,
+    about = "Serve trained models over the Open Inference Protocol (V2) and V1"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "OXSERVE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a model repository, a model directory or a single model file.
+    Serve(serve::Args),
+    /// Send one V2 inference request to a server and print the response.
+    Infer(infer::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result: Result<()> = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Infer(args) => infer::run(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oxserve: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OXSERVE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,ort=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
+use oxserve_protocol::extensions::{ModelIndexEntry, ModelState as IndexState};
 use oxserve_protocol::{InferRequest, InferResponse, ModelMetadata, ServerMetadata, Tensor};
 
 use crate::batcher::{Batcher, BatcherConfig};
@@ -24,12 +25,8 @@ use crate::stats::ModelStats;
 use crate::validate::{select_outputs, validate_request};
 
 /// Extensions of the protocol this server implements, as advertised in server metadata.
-pub const EXTENSIONS: &[&str] = &[
-    "binary_tensor_data",
-    "model_repository",
-    "statistics",
-    "model_configuration",
-];
+pub const EXTENSIONS: &[&str] =
+    &["binary_tensor_data", "model_repository", "statistics", "model_configuration"];
 
 /// Lifecycle of a model in the registry.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,12 +40,12 @@ pub enum ModelState {
 }
 
 impl ModelState {
-    /// The state name of the repository extension.
-    pub fn wire_name(&self) -> &'static str {
+    /// The state as the repository extension reports it.
+    pub fn wire_state(&self) -> IndexState {
         match self {
-            ModelState::Loading => "LOADING",
-            ModelState::Ready => "READY",
-            ModelState::Unloaded | ModelState::Failed(_) => "UNAVAILABLE",
+            ModelState::Loading => IndexState::Loading,
+            ModelState::Ready => IndexState::Ready,
+            ModelState::Unloaded | ModelState::Failed(_) => IndexState::Unavailable,
         }
     }
 
@@ -80,10 +77,7 @@ impl ModelVersion {
         request = self.model.preprocess(request)?;
         validate_request(&self.metadata, &request)?;
         let id = request.id.take();
-        let wanted = InferRequest {
-            outputs: request.outputs.clone(),
-            ..Default::default()
-        };
+        let wanted = InferRequest { outputs: request.outputs.clone(), ..Default::default() };
         let outputs = match &self.batcher {
             Some(batcher) => {
                 let (outputs, info) = batcher.infer(request, self.settings.timeout).await?;
@@ -110,11 +104,7 @@ impl ModelVersion {
 
     /// The `max_batch_size` the model configuration reports (0: no batching).
     pub fn max_batch_size(&self) -> usize {
-        if self.batcher.is_some() {
-            self.settings.max_batch_size
-        } else {
-            0
-        }
+        if self.batcher.is_some() { self.settings.max_batch_size } else { 0 }
     }
 }
 
@@ -214,10 +204,7 @@ impl Core {
             .ok_or_else(|| Error::not_found(format!("model \"{model}\" not found")))?;
         let version_name = match version {
             Some(v) => v,
-            None => entry
-                .default_version
-                .as_deref()
-                .ok_or_else(|| not_ready(entry))?,
+            None => entry.default_version.as_deref().ok_or_else(|| not_ready(entry))?,
         };
         match entry.versions.get(version_name) {
             Some(v) => Ok(v.clone()),
@@ -406,32 +393,45 @@ impl Core {
         Ok(())
     }
 
-    /// Names in the repository and the registry, with state and reason, sorted.
-    pub fn index(&self) -> Vec<(String, Option<String>, &'static str, Option<String>)> {
+    /// Every model of the repository and the registry with its state, sorted by name and
+    /// version; models on disk that were never loaded are listed as unavailable.
+    pub fn index(&self) -> Vec<ModelIndexEntry> {
         let models = self.models.load();
         let mut rows = Vec::new();
         for entry in models.values() {
-            let reason = entry.state.reason().map(str::to_owned);
+            let state = Some(entry.state.wire_state());
             if entry.versions.is_empty() {
-                rows.push((entry.name.clone(), None, entry.state.wire_name(), reason));
+                let reason = entry.state.reason().map(str::to_owned);
+                rows.push(ModelIndexEntry {
+                    name: entry.name.clone(),
+                    version: None,
+                    state,
+                    reason,
+                });
             }
             for v in entry.versions.keys() {
-                rows.push((
-                    entry.name.clone(),
-                    Some(v.clone()),
-                    entry.state.wire_name(),
-                    None,
-                ));
+                let version = Some(v.clone());
+                rows.push(ModelIndexEntry {
+                    name: entry.name.clone(),
+                    version,
+                    state,
+                    reason: None,
+                });
             }
         }
         if let Some(repo) = &self.repository {
             for location in repo.scan().into_iter().flatten() {
                 if !models.contains_key(&location.name) {
-                    rows.push((location.name, None, "UNAVAILABLE", Some("unloaded".into())));
+                    rows.push(ModelIndexEntry {
+                        name: location.name,
+                        version: None,
+                        state: Some(IndexState::Unavailable),
+                        reason: Some("unloaded".into()),
+                    });
                 }
             }
         }
-        rows.sort();
+        rows.sort_by(|a, b| (&a.name, &a.version).cmp(&(&b.name, &b.version)));
         rows
     }
 
@@ -531,18 +531,12 @@ fn override_metadata(
     wanted: &[oxserve_protocol::TensorMetadata],
 ) -> Result<()> {
     for w in wanted {
-        let slot = actual
-            .iter_mut()
-            .find(|a| a.name == w.name)
-            .ok_or_else(|| {
-                Error::load(
-                    model,
-                    format!(
-                        "model-settings.json: the model has no {kind} \"{}\"",
-                        w.name
-                    ),
-                )
-            })?;
+        let slot = actual.iter_mut().find(|a| a.name == w.name).ok_or_else(|| {
+            Error::load(
+                model,
+                format!("model-settings.json: the model has no {kind} \"{}\"", w.name),
+            )
+        })?;
         *slot = w.clone();
     }
     Ok(())
@@ -561,17 +555,11 @@ impl Model for Instrumented {
     }
 
     fn infer(&self, request: InferRequest) -> Result<Vec<Tensor>> {
-        let rows = request
-            .inputs
-            .first()
-            .and_then(|t| t.shape.first())
-            .copied()
-            .unwrap_or(1);
+        let rows = request.inputs.first().and_then(|t| t.shape.first()).copied().unwrap_or(1);
         let start = Instant::now();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.infer(request)))
             .unwrap_or_else(|_| Err(Error::runtime(&self.name, "the model panicked")));
-        self.stats
-            .record_execution(usize::try_from(rows).unwrap_or(0), start.elapsed());
+        self.stats.record_execution(usize::try_from(rows).unwrap_or(0), start.elapsed());
         result
     }
 

@@ -4,10 +4,14 @@
 pub mod batcher;
 pub mod core;
 pub mod error;
+pub mod extensions;
+pub mod grpc;
 pub mod metrics;
 pub mod model;
 pub mod repository;
+pub mod rest;
 pub mod runtimes;
+pub mod serve;
 pub mod settings;
 pub mod stats;
 pub mod validate;

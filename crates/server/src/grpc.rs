@@ -1,0 +1,197 @@
+//! The gRPC frontend: `inference.GRPCInferenceService` (Triton's numbering) over the shared
+//! [`Core`], every RPC including streaming inference and the extensions.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use oxserve_protocol::grpc::{self as codec, inference as pb};
+use pb::grpc_inference_service_server::GrpcInferenceService;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::core::Core;
+use crate::error::Error;
+use crate::extensions;
+use crate::metrics::Protocol;
+
+/// The gRPC service implementation.
+#[derive(Clone)]
+pub struct GrpcFrontend {
+    core: Arc<Core>,
+}
+
+impl GrpcFrontend {
+    pub fn new(core: Arc<Core>) -> GrpcFrontend {
+        GrpcFrontend { core }
+    }
+
+    /// The tonic service, with message size limits matching the REST body limit.
+    pub fn service(
+        self,
+        max_message_bytes: usize,
+    ) -> pb::grpc_inference_service_server::GrpcInferenceServiceServer<Self> {
+        pb::grpc_inference_service_server::GrpcInferenceServiceServer::new(self)
+            .max_decoding_message_size(max_message_bytes)
+            .max_encoding_message_size(usize::MAX)
+    }
+
+    async fn infer_one(
+        &self,
+        request: pb::ModelInferRequest,
+    ) -> Result<pb::ModelInferResponse, Status> {
+        let decoded = codec::decode_infer_request(request)?;
+        let version = non_empty(&decoded.model_version);
+        let response =
+            self.core.infer(&decoded.model_name, version, decoded.request, Protocol::Grpc).await?;
+        Ok(codec::encode_infer_response(response, decoded.raw))
+    }
+}
+
+fn non_empty(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
+}
+
+type InferStream = Pin<Box<dyn Stream<Item = Result<pb::ModelStreamInferResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl GrpcInferenceService for GrpcFrontend {
+    async fn server_live(
+        &self,
+        _: Request<pb::ServerLiveRequest>,
+    ) -> Result<Response<pb::ServerLiveResponse>, Status> {
+        Ok(Response::new(pb::ServerLiveResponse { live: self.core.is_live() }))
+    }
+
+    async fn server_ready(
+        &self,
+        _: Request<pb::ServerReadyRequest>,
+    ) -> Result<Response<pb::ServerReadyResponse>, Status> {
+        Ok(Response::new(pb::ServerReadyResponse { ready: self.core.is_ready() }))
+    }
+
+    async fn model_ready(
+        &self,
+        request: Request<pb::ModelReadyRequest>,
+    ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        let r = request.into_inner();
+        let ready = self.core.model_ready(&r.name, non_empty(&r.version))?;
+        Ok(Response::new(pb::ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<pb::ServerMetadataRequest>,
+    ) -> Result<Response<pb::ServerMetadataResponse>, Status> {
+        Ok(Response::new(self.core.server_metadata().into()))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<pb::ModelMetadataRequest>,
+    ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        let r = request.into_inner();
+        let served = self.core.version(&r.name, non_empty(&r.version))?;
+        Ok(Response::new(served.metadata.clone().into()))
+    }
+
+    async fn model_infer(
+        &self,
+        request: Request<pb::ModelInferRequest>,
+    ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        Ok(Response::new(self.infer_one(request.into_inner()).await?))
+    }
+
+    type ModelStreamInferStream = InferStream;
+
+    async fn model_stream_infer(
+        &self,
+        request: Request<Streaming<pb::ModelInferRequest>>,
+    ) -> Result<Response<Self::ModelStreamInferStream>, Status> {
+        let mut inbound = request.into_inner();
+        let this = self.clone();
+        // Requests on one stream are answered in order; an error answers that request with
+        // `error_message` and the stream goes on.
+        let outbound = async_stream(move |tx| async move {
+            while let Some(next) = inbound.next().await {
+                let reply = match next {
+                    Ok(request) => match this.infer_one(request).await {
+                        Ok(r) => pb::ModelStreamInferResponse {
+                            error_message: String::new(),
+                            infer_response: Some(r),
+                        },
+                        Err(status) => pb::ModelStreamInferResponse {
+                            error_message: status.message().to_owned(),
+                            infer_response: None,
+                        },
+                    },
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                };
+                if tx.send(Ok(reply)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(outbound))
+    }
+
+    async fn model_config(
+        &self,
+        request: Request<pb::ModelConfigRequest>,
+    ) -> Result<Response<pb::ModelConfigResponse>, Status> {
+        let r = request.into_inner();
+        let served = self.core.version(&r.name, non_empty(&r.version))?;
+        let config = extensions::model_config(&served);
+        Ok(Response::new(pb::ModelConfigResponse { config: Some(config.into()) }))
+    }
+
+    async fn model_statistics(
+        &self,
+        request: Request<pb::ModelStatisticsRequest>,
+    ) -> Result<Response<pb::ModelStatisticsResponse>, Status> {
+        let r = request.into_inner();
+        let stats = extensions::statistics(&self.core, non_empty(&r.name), non_empty(&r.version))?;
+        Ok(Response::new(stats.into()))
+    }
+
+    async fn repository_index(
+        &self,
+        request: Request<pb::RepositoryIndexRequest>,
+    ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        let r = request.into_inner();
+        let index = extensions::repository_index(&self.core, r.ready);
+        Ok(Response::new(oxserve_protocol::extensions::repository::index_to_proto(index)))
+    }
+
+    async fn repository_model_load(
+        &self,
+        request: Request<pb::RepositoryModelLoadRequest>,
+    ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        let r = request.into_inner();
+        self.core.load(&r.model_name).await.map_err(Status::from)?;
+        Ok(Response::new(pb::RepositoryModelLoadResponse {}))
+    }
+
+    async fn repository_model_unload(
+        &self,
+        request: Request<pb::RepositoryModelUnloadRequest>,
+    ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        let r = request.into_inner();
+        self.core.unload(&r.model_name).await.map_err(|e: Error| Status::from(e))?;
+        Ok(Response::new(pb::RepositoryModelUnloadResponse {}))
+    }
+}
+
+/// A stream fed by a task through a bounded channel.
+fn async_stream<F, Fut>(f: F) -> InferStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<pb::ModelStreamInferResponse, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(f(tx));
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,361 @@
+//! The REST frontend: every V2 route (with and without `/versions/{v}`), the extensions
+//! (binary tensor data, model repository, statistics, model configuration), the V1 API,
+//! health and `/metrics`, as one `axum::Router` over the shared [`Core`].
+//!
+//! The request path: axum matches the route → the body is read up to the configured limit
+//! (413 beyond it) → the codec decodes and validates tensors → [`Core::infer`] → the codec
+//! encodes the response (JSON, or JSON + binary parts).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use oxserve_protocol::rest::{self, EncodedBody, ResponseEncoding};
+use oxserve_protocol::{ErrorCode, InferRequest, ProtocolError, v1};
+
+use crate::core::Core;
+use crate::error::Error;
+use crate::extensions;
+use crate::metrics::Protocol;
+
+/// Default request body limit: 64 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Shared state of the REST handlers.
+#[derive(Clone)]
+pub struct RestState {
+    pub core: Arc<Core>,
+    pub max_body_bytes: usize,
+}
+
+/// Builds the REST router; tests call it with `oneshot`, `serve` binds it to a listener.
+pub fn router(state: RestState) -> Router {
+    Router::new()
+        .route("/v2/health/live", get(live))
+        .route("/v2/health/ready", get(ready))
+        .route("/v2", get(server_metadata))
+        .route("/v2/models/stats", get(all_stats))
+        .route("/v2/models/{model}", get(model_metadata))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata_v))
+        .route("/v2/models/{model}/ready", get(model_ready))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready_v))
+        .route("/v2/models/{model}/infer", post(infer))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
+        .route("/v2/models/{model}/config", get(model_config))
+        .route("/v2/models/{model}/versions/{version}/config", get(model_config_v))
+        .route("/v2/models/{model}/stats", get(model_stats))
+        .route("/v2/models/{model}/versions/{version}/stats", get(model_stats_v))
+        .route("/v2/repository/index", post(repository_index))
+        .route("/v2/repository/models/{model}/load", post(repository_load))
+        .route("/v2/repository/models/{model}/unload", post(repository_unload))
+        .route("/v1/models", get(v1_list))
+        .route("/v1/models/{model}", get(v1_status).post(v1_action))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+/// An error as a REST response: status from the shared code table, `{"error": …}` body.
+pub struct ApiError(pub ProtocolError);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e.to_protocol())
+    }
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.0.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        json_response(status, self.0.to_json_body().into_bytes())
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn json<T: serde::Serialize>(value: &T) -> ApiResult {
+    let body = serde_json::to_vec(value)
+        .map_err(|e| ProtocolError::new(ErrorCode::Internal, format!("encoding response: {e}")))?;
+    Ok(json_response(StatusCode::OK, body))
+}
+
+fn status_only(ok: bool) -> Response {
+    if ok {
+        StatusCode::OK.into_response()
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError(ProtocolError::not_found("no such route"))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError(ProtocolError::new(ErrorCode::InvalidArgument, "method not allowed on this route"))
+}
+
+async fn live(State(s): State<RestState>) -> Response {
+    status_only(s.core.is_live())
+}
+
+async fn ready(State(s): State<RestState>) -> Response {
+    status_only(s.core.is_ready())
+}
+
+async fn server_metadata(State(s): State<RestState>) -> ApiResult {
+    json(&s.core.server_metadata())
+}
+
+async fn model_metadata(State(s): State<RestState>, Path(model): Path<String>) -> ApiResult {
+    json(&s.core.version(&model, None)?.metadata)
+}
+
+async fn model_metadata_v(
+    State(s): State<RestState>,
+    Path((model, version)): Path<(String, String)>,
+) -> ApiResult {
+    json(&s.core.version(&model, Some(&version))?.metadata)
+}
+
+async fn model_ready(State(s): State<RestState>, Path(model): Path<String>) -> ApiResult {
+    Ok(status_only(s.core.model_ready(&model, None)?))
+}
+
+async fn model_ready_v(
+    State(s): State<RestState>,
+    Path((model, version)): Path<(String, String)>,
+) -> ApiResult {
+    Ok(status_only(s.core.model_ready(&model, Some(&version))?))
+}
+
+async fn infer(
+    State(s): State<RestState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    infer_inner(s, model, None, headers, body).await
+}
+
+async fn infer_v(
+    State(s): State<RestState>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    infer_inner(s, model, Some(version), headers, body).await
+}
+
+async fn infer_inner(
+    s: RestState,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let header_length = header_length(&headers)?;
+    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    let request = if header_length == Some(0) {
+        // Raw binary request: the body is the data of the model's only input.
+        let served = s.core.version(&model, version.as_deref())?;
+        let [input] = served.metadata.inputs.as_slice() else {
+            return Err(ProtocolError::invalid(format!(
+                "a raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one input; \"{model}\" has {}",
+                served.metadata.inputs.len()
+            ))
+            .into());
+        };
+        rest::decode_raw_single_input(&body, input)?
+    } else {
+        rest::decode_request(&body, header_length)?
+    };
+    let encoding = ResponseEncoding::from_request(&request);
+    let response = s.core.infer(&model, version.as_deref(), request, Protocol::Rest).await?;
+    Ok(encoded_response(rest::encode_response(&response, &encoding)))
+}
+
+fn encoded_response(encoded: EncodedBody) -> Response {
+    let EncodedBody { body, header_length } = encoded;
+    let mut r = json_response(StatusCode::OK, body);
+    if let Some(n) = header_length {
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+        h.insert(rest::INFERENCE_HEADER_CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    r
+}
+
+fn header_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
+    let Some(v) = headers.get(rest::INFERENCE_HEADER_CONTENT_LENGTH) else { return Ok(None) };
+    let n = v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).ok_or_else(|| {
+        ProtocolError::invalid("Inference-Header-Content-Length must be a non-negative integer")
+    })?;
+    Ok(Some(n))
+}
+
+/// Reads the whole body, refusing more than `limit` bytes with 413.
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError(ProtocolError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("request body exceeds the limit of {limit} bytes"),
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError(ProtocolError::invalid(format!("reading request body: {e}")))),
+    }
+}
+
+async fn model_config(State(s): State<RestState>, Path(model): Path<String>) -> ApiResult {
+    let served = s.core.version(&model, None)?;
+    json(&extensions::model_config(&served))
+}
+
+async fn model_config_v(
+    State(s): State<RestState>,
+    Path((model, version)): Path<(String, String)>,
+) -> ApiResult {
+    let served = s.core.version(&model, Some(&version))?;
+    json(&extensions::model_config(&served))
+}
+
+async fn all_stats(State(s): State<RestState>) -> ApiResult {
+    json(&extensions::statistics(&s.core, None, None)?)
+}
+
+async fn model_stats(State(s): State<RestState>, Path(model): Path<String>) -> ApiResult {
+    json(&extensions::statistics(&s.core, Some(&model), None)?)
+}
+
+async fn model_stats_v(
+    State(s): State<RestState>,
+    Path((model, version)): Path<(String, String)>,
+) -> ApiResult {
+    json(&extensions::statistics(&s.core, Some(&model), Some(&version))?)
+}
+
+async fn repository_index(State(s): State<RestState>, headers: HeaderMap, body: Body) -> ApiResult {
+    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    let ready_only = extensions::parse_index_request(&body)?;
+    json(&extensions::repository_index(&s.core, ready_only))
+}
+
+async fn repository_load(
+    State(s): State<RestState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    extensions::parse_load_request(&body)?;
+    s.core.load(&model).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn repository_unload(
+    State(s): State<RestState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    extensions::parse_load_request(&body)?;
+    s.core.unload(&model).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn v1_list(State(s): State<RestState>) -> ApiResult {
+    let models = s
+        .core
+        .entries()
+        .into_iter()
+        .filter(|e| !e.versions.is_empty())
+        .map(|e| e.name.clone())
+        .collect();
+    json(&v1::V1ModelList { models })
+}
+
+async fn v1_status(State(s): State<RestState>, Path(model): Path<String>) -> ApiResult {
+    let ready = s.core.model_ready(&model, None)?;
+    let body = v1::V1ModelStatus { name: model, ready };
+    let mut r = json(&body)?;
+    if !ready {
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    Ok(r)
+}
+
+/// `POST /v1/models/{m}:predict` and `:explain` (one path segment, split on the colon).
+async fn v1_action(
+    State(s): State<RestState>,
+    Path(model_action): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let Some((model, action)) = model_action.rsplit_once(':') else {
+        return Err(ProtocolError::not_found(format!(
+            "POST /v1/models/{model_action} needs an action: :predict or :explain"
+        ))
+        .into());
+    };
+    match action {
+        "predict" => {}
+        "explain" => {
+            return Err(ProtocolError::new(
+                ErrorCode::Unimplemented,
+                format!("model \"{model}\" has no explainer"),
+            )
+            .into());
+        }
+        other => {
+            return Err(ProtocolError::not_found(format!(
+                "unknown V1 action \":{other}\" (expected :predict or :explain)"
+            ))
+            .into());
+        }
+    }
+    let served = s.core.version(model, None)?;
+    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    let request: InferRequest = v1::decode_predict(&body, &served.metadata.inputs)?;
+    let response = s.core.infer(model, None, request, Protocol::V1).await?;
+    Ok(json_response(StatusCode::OK, v1::encode_predict(&response)))
+}
+
+async fn metrics(State(s): State<RestState>) -> Response {
+    let mut r = Response::new(Body::from(s.core.metrics().encode()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    r
+}
