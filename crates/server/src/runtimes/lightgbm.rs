@@ -142,7 +142,7 @@ impl LightgbmModel {
             forest.push(&tree, index % per_iteration, &what)?;
             index += 1;
         }
-        if index % per_iteration != 0 {
+        if !index.is_multiple_of(per_iteration) {
             return Err(format!(
                 "{index} trees is not a whole number of iterations of {per_iteration}"
             ));

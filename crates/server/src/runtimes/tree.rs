@@ -248,7 +248,7 @@ impl<S: Score> Forest<S> {
     pub(crate) fn predict(&self, x: &[f32], base: &[S]) -> Result<Vec<S>, String> {
         let f = self.num_features;
         let k = self.num_groups;
-        if x.len() % f != 0 {
+        if !x.len().is_multiple_of(f) {
             return Err(format!(
                 "{} input values are not a whole number of rows of {f} features",
                 x.len()
@@ -378,7 +378,7 @@ pub(crate) fn metadata(
 
 /// The FP32 rows of the request's single input, checked against `num_features` (the server
 /// validated the request already; this only refuses what would make evaluation wrong).
-pub(crate) fn input_rows<'a>(request: &'a InferRequest, num_features: usize) -> Result<&'a [f32]> {
+pub(crate) fn input_rows(request: &InferRequest, num_features: usize) -> Result<&[f32]> {
     let [input] = request.inputs.as_slice() else {
         return Err(Error::invalid(format!(
             "the model takes one input \"{INPUT_NAME}\", got {}",
@@ -539,8 +539,7 @@ mod tests {
                             Split::Numeric { threshold } => v < *threshold,
                             Split::Categorical { bits } => {
                                 let c = v.trunc();
-                                c >= 0.0
-                                    && c < 2_147_483_648.0
+                                (0.0..2_147_483_648.0).contains(&c)
                                     && bits
                                         .get(c as usize / 32)
                                         .is_some_and(|w| w >> (c as usize % 32) & 1 == 1)

@@ -283,34 +283,40 @@ fn parse_tree(tree: &Value) -> Result<Tree, String> {
     }
 
     // XGBoost keeps leaves and internal nodes in one array (a leaf has left child -1 and its
-    // value in split_conditions); split them, keeping id order so children still follow
-    // their parents.
+    // value in split_conditions), may leave pruned nodes in it and may reuse their slots, so
+    // ids need not grow from parent to child. Renumber breadth-first from the root: children
+    // then always follow their parents, unreachable nodes drop out, and a node reached twice
+    // (a cycle or a shared subtree) is refused.
     let is_leaf = |id: usize| left[id] == -1;
-    let mut local = vec![0usize; n];
-    let (mut nodes, mut leaves) = (0, 0);
-    for (id, slot) in local.iter_mut().enumerate() {
-        if is_leaf(id) {
-            *slot = leaves;
-            leaves += 1;
-        } else {
-            *slot = nodes;
-            nodes += 1;
-        }
-    }
-    let child = |parent: usize, c: i64| -> Result<Child, String> {
-        let id = usize::try_from(c).ok().filter(|&id| id > parent && id < n);
-        match id {
-            Some(id) if is_leaf(id) => Ok(Child::Leaf(local[id])),
-            Some(id) => Ok(Child::Node(local[id])),
-            None => Err(format!("node {parent} has invalid child {c}")),
-        }
-    };
-    let mut out = Tree { nodes: Vec::with_capacity(nodes), leaves: Vec::with_capacity(leaves) };
-    for id in 0..n {
+    let mut seen = vec![false; n];
+    let mut order = std::collections::VecDeque::from([0usize]);
+    seen[0] = true;
+    let mut out = Tree::default();
+    // Index 0 of its kind belongs to the root.
+    let (mut next_node, mut next_leaf) = (1usize, 0usize);
+    while let Some(id) = order.pop_front() {
         if is_leaf(id) {
             out.leaves.push(f64::from(cond[id]));
             continue;
         }
+        let mut child = |c: i64| -> Result<Child, String> {
+            let cid = usize::try_from(c)
+                .ok()
+                .filter(|&cid| cid < n)
+                .ok_or_else(|| format!("node {id} has invalid child {c}"))?;
+            if std::mem::replace(&mut seen[cid], true) {
+                return Err(format!("node {cid} is reached twice: the nodes do not form a tree"));
+            }
+            order.push_back(cid);
+            Ok(if is_leaf(cid) {
+                next_leaf += 1;
+                Child::Leaf(next_leaf - 1)
+            } else {
+                next_node += 1;
+                Child::Node(next_node - 1)
+            })
+        };
+        let (l, r) = (child(left[id])?, child(right[id])?);
         let feature = usize::try_from(feature[id])
             .map_err(|_| format!("node {id} has invalid feature {}", feature[id]))?;
         out.nodes.push(Node {
@@ -318,8 +324,8 @@ fn parse_tree(tree: &Value) -> Result<Tree, String> {
             split: Split::Numeric { threshold: cond[id] },
             default_left: default_left[id] != 0,
             zero_is_missing: false,
-            left: child(id, left[id])?,
-            right: child(id, right[id])?,
+            left: l,
+            right: r,
         });
     }
     Ok(out)
@@ -484,7 +490,7 @@ mod tests {
             d["learner"]["gradient_booster"]["model"]["trees"][2]["left_children"][0] = 0.into()
         })
         .unwrap_err();
-        assert!(err.to_string().contains("tree 2: node 0 has invalid child 0"), "{err}");
+        assert!(err.to_string().contains("tree 2: node 0 is reached twice"), "{err}");
         let err = edited(|d| {
             d["learner"]["gradient_booster"]["model"]["trees"][1]["split_indices"][0] = 10.into()
         })
@@ -496,6 +502,39 @@ mod tests {
         let err = edited(|d| d["learner"]["learner_model_param"]["base_score"] = "abc".into())
             .unwrap_err();
         assert!(err.to_string().contains("base_score"), "{err}");
+    }
+
+    /// A one-tree regression model: node 0 splits feature 1 at 0.5 (NaN right) into node 2
+    /// (ids need not grow: XGBoost reuses pruned slots) and leaf 1; node 2 splits feature 0 at
+    /// -1 (NaN left) into leaves 3 and 4; node 5 is a pruned leftover nobody reaches.
+    const HAND_MADE: &str = r#"{"learner": {
+        "learner_model_param": {"base_score": "1E0", "num_class": "0", "num_feature": "2", "num_target": "1"},
+        "objective": {"name": "reg:squarederror"},
+        "gradient_booster": {"name": "gbtree", "model": {"tree_info": [0], "trees": [{
+            "left_children":    [2, -1, 3, -1, -1, -1],
+            "right_children":   [1, -1, 4, -1, -1, -1],
+            "split_indices":    [1, 0, 0, 0, 0, 0],
+            "split_conditions": [0.5, 10.0, -1.0, 20.0, 30.0, 99.0],
+            "default_left":     [0, 0, 1, 0, 0, 0],
+            "split_type":       [0, 0, 0, 0, 0, 0]
+        }]}}
+    }}"#;
+
+    #[test]
+    fn hand_made_tree_follows_xgboost_rules() {
+        let model = XgboostModel::from_slice("m", HAND_MADE.as_bytes(), false).unwrap();
+        let rows = [
+            [0.0, 0.4],      // f1 < 0.5 → node 2; f0 = 0 ≥ -1 → leaf 4
+            [-2.0, 0.4],     // → node 2; f0 < -1 → leaf 3
+            [f32::NAN, 0.4], // → node 2; NaN default left → leaf 3
+            [0.0, 0.5],      // f1 = 0.5 is not < 0.5 → leaf 1
+            [0.0, f32::NAN], // NaN default right → leaf 1
+        ];
+        let got = model.predict(rows.as_flattened()).unwrap();
+        assert_eq!(got, vec![31.0, 21.0, 21.0, 11.0, 11.0]);
+        let cyclic = HAND_MADE.replace("[2, -1, 3, -1, -1, -1]", "[2, -1, 0, -1, -1, -1]");
+        let err = XgboostModel::from_slice("m", cyclic.as_bytes(), false).unwrap_err();
+        assert!(err.to_string().contains("node 0 is reached twice"), "{err}");
     }
 
     #[test]
