@@ -139,6 +139,9 @@ impl BinaryCursor<'_> {
 /// present: the first `header_length` bytes are JSON and the rest is binary tensor data,
 /// consumed in input order by the inputs that carry `binary_data_size` (the parameter is
 /// removed once used). Without it the whole body is JSON. Every input is validated.
+///
+/// A header length of 0 means Triton's raw single-input body, which needs the model's
+/// metadata: route those to [`decode_raw_single_input`] instead.
 pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<InferRequest> {
     let (header, binary) = split_body(body, header_length)?;
     let wire: WireRequest<'_> = serde_json::from_slice(header).map_err(json_error)?;

@@ -67,9 +67,7 @@ pub fn decode_predict(body: &[u8], inputs: &[TensorMetadata]) -> Result<InferReq
     let wire: PredictBody<'_> = serde_json::from_slice(body)
         .map_err(|e| ProtocolError::invalid(format!("malformed JSON: {e}")))?;
     if inputs.is_empty() {
-        return Err(ProtocolError::invalid(
-            "the model has no inputs to predict from",
-        ));
+        return Err(ProtocolError::invalid("the model has no inputs to predict from"));
     }
     let tensors = match (wire.instances, wire.inputs) {
         (Some(_), Some(_)) => {
@@ -85,23 +83,15 @@ pub fn decode_predict(body: &[u8], inputs: &[TensorMetadata]) -> Result<InferReq
         (Some(instances), None) => decode_instances(instances, inputs)?,
         (None, Some(columns)) => decode_columns(columns, inputs)?,
     };
-    Ok(InferRequest {
-        inputs: tensors,
-        ..InferRequest::default()
-    })
+    Ok(InferRequest { inputs: tensors, ..InferRequest::default() })
 }
 
 fn decode_instances(instances: &RawValue, inputs: &[TensorMetadata]) -> Result<Vec<Tensor>> {
     let rows: Vec<&RawValue> = serde_json::from_str(instances.get())
         .map_err(|_| ProtocolError::invalid("\"instances\" must be a list"))?;
     let named = inputs.len() > 1 || rows.first().is_some_and(|r| is_object(r));
-    let mut per_input: Vec<Rows<'_>> = inputs
-        .iter()
-        .map(|meta| Rows {
-            meta,
-            texts: Vec::with_capacity(rows.len()),
-        })
-        .collect();
+    let mut per_input: Vec<Rows<'_>> =
+        inputs.iter().map(|meta| Rows { meta, texts: Vec::with_capacity(rows.len()) }).collect();
     for (i, row) in rows.iter().enumerate() {
         if !named {
             if let Some(r) = per_input.first_mut() {
@@ -123,13 +113,8 @@ fn decode_instances(instances: &RawValue, inputs: &[TensorMetadata]) -> Result<V
 }
 
 fn decode_columns(columns: &RawValue, inputs: &[TensorMetadata]) -> Result<Vec<Tensor>> {
-    let mut per_input: Vec<Rows<'_>> = inputs
-        .iter()
-        .map(|meta| Rows {
-            meta,
-            texts: Vec::with_capacity(1),
-        })
-        .collect();
+    let mut per_input: Vec<Rows<'_>> =
+        inputs.iter().map(|meta| Rows { meta, texts: Vec::with_capacity(1) }).collect();
     if is_object(columns) {
         let object: BTreeMap<String, &RawValue> = serde_json::from_str(columns.get())
             .map_err(|e| ProtocolError::invalid(format!("malformed \"inputs\": {e}")))?;
@@ -152,10 +137,7 @@ fn assign_named<'a>(
     per_input: &mut [Rows<'a>],
     index: Option<usize>,
 ) -> Result<()> {
-    if let Some(unknown) = object
-        .keys()
-        .find(|k| !per_input.iter().any(|r| &r.meta.name == *k))
-    {
+    if let Some(unknown) = object.keys().find(|k| !per_input.iter().any(|r| &r.meta.name == *k)) {
         return Err(ProtocolError::invalid(format!(
             "{}unknown input \"{unknown}\"",
             instance_prefix(index)
@@ -198,11 +180,8 @@ fn stack(rows: &Rows<'_>, batched: bool) -> Result<Tensor> {
             row.clear();
             parse_into(text, &mut row, Some(&mut tracker))
                 .map_err(|msg| ProtocolError::invalid(format!("{}: {msg}", prefix())))?;
-            let got: Vec<i64> = tracker
-                .shape()
-                .into_iter()
-                .map(|d| i64::try_from(d).unwrap_or(i64::MAX))
-                .collect();
+            let got: Vec<i64> =
+                tracker.shape().into_iter().map(|d| i64::try_from(d).unwrap_or(i64::MAX)).collect();
             if !shape_fits(want, &got) {
                 return Err(ProtocolError::invalid(format!(
                     "{}: expected shape {}, got {}",
@@ -262,13 +241,8 @@ fn stack(rows: &Rows<'_>, batched: bool) -> Result<Tensor> {
 /// with fewer rows is left out of the later objects. BYTES rows are strings when UTF-8 and
 /// `{"b64": "…"}` otherwise; FP16/BF16 are written as numbers.
 pub fn encode_predict(resp: &InferResponse) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        64 + resp
-            .outputs
-            .iter()
-            .map(|t| t.data.len() * 12)
-            .sum::<usize>(),
-    );
+    let mut out =
+        Vec::with_capacity(64 + resp.outputs.iter().map(|t| t.data.len() * 12).sum::<usize>());
     out.extend_from_slice(b"{\"predictions\":");
     match resp.outputs.as_slice() {
         [] => out.extend_from_slice(b"[]"),
@@ -309,10 +283,7 @@ pub fn encode_predict(resp: &InferResponse) -> Vec<u8> {
 }
 
 fn dims_of(shape: &[i64]) -> Vec<usize> {
-    shape
-        .iter()
-        .map(|d| usize::try_from(*d).unwrap_or(0))
-        .collect()
+    shape.iter().map(|d| usize::try_from(*d).unwrap_or(0)).collect()
 }
 
 /// Rows of an output: its dim 0, or one for a scalar.
@@ -341,12 +312,7 @@ mod tests {
     use bytes::Bytes;
 
     fn meta(name: &str, datatype: DataType, shape: Vec<i64>) -> TensorMetadata {
-        TensorMetadata {
-            name: name.into(),
-            datatype,
-            shape,
-            parameters: None,
-        }
+        TensorMetadata { name: name.into(), datatype, shape, parameters: None }
     }
 
     fn err(body: &str, inputs: &[TensorMetadata]) -> String {
@@ -361,10 +327,7 @@ mod tests {
         let req = decode_predict(br#"{"instances":[[[1,2],[3,4]],[[5,6],[7,8]]]}"#, &m).unwrap();
         assert_eq!(req.inputs.len(), 1);
         assert_eq!(req.inputs[0].shape, [2, 2, 2]);
-        assert_eq!(
-            req.inputs[0].data,
-            TensorData::Fp32((1..=8).map(|i| i as f32).collect())
-        );
+        assert_eq!(req.inputs[0].data, TensorData::Fp32((1..=8).map(|i| i as f32).collect()));
         let m = [meta("x", DataType::Int64, vec![-1])];
         let req = decode_predict(br#"{"instances":[1,2,3]}"#, &m).unwrap();
         assert_eq!(req.inputs[0].shape, [3]);
@@ -373,30 +336,19 @@ mod tests {
         let req = decode_predict(br#"{"instances":[["a","b"]]}"#, &m).unwrap();
         assert_eq!(req.inputs[0].shape, [1, 2]);
         let req = decode_predict(br#"{"instances":[{"s":["a"]}]}"#, &m).unwrap();
-        assert_eq!(
-            req.inputs[0].data,
-            TensorData::Bytes(vec![Bytes::from_static(b"a")])
-        );
+        assert_eq!(req.inputs[0].data, TensorData::Bytes(vec![Bytes::from_static(b"a")]));
         let req = decode_predict(br#"{"instances":[]}"#, &m).unwrap();
         assert_eq!(req.inputs[0].shape, [0, 0]);
     }
 
     #[test]
     fn multi_input_instances_and_columns() {
-        let m = [
-            meta("a", DataType::Fp32, vec![-1, 2]),
-            meta("b", DataType::Bool, vec![-1]),
-        ];
-        let req = decode_predict(
-            br#"{"instances":[{"a":[1,2],"b":true},{"b":false,"a":[3,4]}]}"#,
-            &m,
-        )
-        .unwrap();
+        let m = [meta("a", DataType::Fp32, vec![-1, 2]), meta("b", DataType::Bool, vec![-1])];
+        let req =
+            decode_predict(br#"{"instances":[{"a":[1,2],"b":true},{"b":false,"a":[3,4]}]}"#, &m)
+                .unwrap();
         assert_eq!(req.inputs[0].shape, [2, 2]);
-        assert_eq!(
-            req.inputs[0].data,
-            TensorData::Fp32(vec![1.0, 2.0, 3.0, 4.0])
-        );
+        assert_eq!(req.inputs[0].data, TensorData::Fp32(vec![1.0, 2.0, 3.0, 4.0]));
         assert_eq!(req.inputs[1].data, TensorData::Bool(vec![true, false]));
         let req =
             decode_predict(br#"{"inputs":{"a":[[1,2],[3,4]],"b":[true,false]}}"#, &m).unwrap();
@@ -410,10 +362,7 @@ mod tests {
     #[test]
     fn predict_error_messages() {
         let one = [meta("x", DataType::Fp32, vec![-1, 4])];
-        let two = [
-            meta("a", DataType::Fp32, vec![-1]),
-            meta("b", DataType::Fp32, vec![-1]),
-        ];
+        let two = [meta("a", DataType::Fp32, vec![-1]), meta("b", DataType::Fp32, vec![-1])];
         assert_eq!(
             err(r#"{"instances":[[1,2,3,4],[1,2,3]]}"#, &one),
             "instance 1: input \"x\": expected shape [4], got [3]"
@@ -431,14 +380,8 @@ mod tests {
             err(r#"{"instances":[[1,2],[1,2,3]]}"#, &var),
             "instance 1: input \"x\": shape [3] differs from instance 0's [2]"
         );
-        assert_eq!(
-            err(r#"{"instances":{}}"#, &one),
-            "\"instances\" must be a list"
-        );
-        assert_eq!(
-            err(r#"{}"#, &one),
-            "missing required field \"instances\" or \"inputs\""
-        );
+        assert_eq!(err(r#"{"instances":{}}"#, &one), "\"instances\" must be a list");
+        assert_eq!(err(r#"{}"#, &one), "missing required field \"instances\" or \"inputs\"");
         assert_eq!(
             err(r#"{"instances":[],"inputs":[]}"#, &one),
             "the request has both \"instances\" and \"inputs\"; send one"
@@ -447,10 +390,7 @@ mod tests {
             err(r#"{"instances":[{"a":1,"b":2},[1,2]]}"#, &two),
             "instance 1: expected an object of input name to value for a model with 2 inputs"
         );
-        assert_eq!(
-            err(r#"{"instances":[{"a":1}]}"#, &two),
-            "instance 0: missing input \"b\""
-        );
+        assert_eq!(err(r#"{"instances":[{"a":1}]}"#, &two), "instance 0: missing input \"b\"");
         assert_eq!(
             err(r#"{"instances":[{"a":1,"b":2,"c":3}]}"#, &two),
             "instance 0: unknown input \"c\""
@@ -464,29 +404,16 @@ mod tests {
             err(r#"{"inputs":[1,2,3]}"#, &one),
             "input \"x\": expected shape [-1,4], got [3]"
         );
-        assert_eq!(
-            err(r#"{"instances":[]}"#, &[]),
-            "the model has no inputs to predict from"
-        );
+        assert_eq!(err(r#"{"instances":[]}"#, &[]), "the model has no inputs to predict from");
         assert!(err("[", &one).starts_with("malformed JSON: "));
     }
 
     #[test]
     fn encodes_predictions_by_row() {
         let t = |name: &str, shape: Vec<i64>, data| Tensor::new(name, shape, data);
-        let resp = |outputs| InferResponse {
-            outputs,
-            ..InferResponse::default()
-        };
-        let one = resp(vec![t(
-            "p",
-            vec![2, 2],
-            TensorData::Fp32(vec![0.5, 1.0, f32::NAN, 2.0]),
-        )]);
-        assert_eq!(
-            encode_predict(&one),
-            br#"{"predictions":[[0.5,1.0],[null,2.0]]}"#
-        );
+        let resp = |outputs| InferResponse { outputs, ..InferResponse::default() };
+        let one = resp(vec![t("p", vec![2, 2], TensorData::Fp32(vec![0.5, 1.0, f32::NAN, 2.0]))]);
+        assert_eq!(encode_predict(&one), br#"{"predictions":[[0.5,1.0],[null,2.0]]}"#);
         let flat = resp(vec![t("p", vec![3], TensorData::Int64(vec![1, 2, 3]))]);
         assert_eq!(encode_predict(&flat), br#"{"predictions":[1,2,3]}"#);
         let scalar = resp(vec![t("p", vec![], TensorData::Bool(vec![true]))]);
@@ -497,28 +424,52 @@ mod tests {
                 vec![2],
                 TensorData::Bytes(vec![Bytes::from("a"), Bytes::from_static(&[0xff])]),
             ),
-            t(
-                "prob",
-                vec![2, 2],
-                TensorData::Fp64(vec![0.25, 0.75, 1.0, 0.0]),
-            ),
+            t("prob", vec![2, 2], TensorData::Fp64(vec![0.25, 0.75, 1.0, 0.0])),
         ]);
         assert_eq!(
             String::from_utf8(encode_predict(&two)).unwrap(),
             r#"{"predictions":[{"label":"a","prob":[0.25,0.75]},{"label":{"b64":"/w=="},"prob":[1.0,0.0]}]}"#
         );
         assert_eq!(encode_predict(&resp(vec![])), br#"{"predictions":[]}"#);
-        let status = V1ModelStatus {
-            name: "m".into(),
-            ready: true,
-        };
-        assert_eq!(
-            serde_json::to_string(&status).unwrap(),
-            r#"{"name":"m","ready":true}"#
-        );
-        let list = V1ModelList {
-            models: vec!["a".into()],
-        };
+        let status = V1ModelStatus { name: "m".into(), ready: true };
+        assert_eq!(serde_json::to_string(&status).unwrap(), r#"{"name":"m","ready":true}"#);
+        let list = V1ModelList { models: vec!["a".into()] };
         assert_eq!(serde_json::to_string(&list).unwrap(), r#"{"models":["a"]}"#);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn predictions_decode_back_as_instances(
+            (shape, data) in crate::raw::tests::arb_tensor_parts(),
+            rows in 1i64..4,
+        ) {
+            // Rows of at least one element, JSON-capable data: what V1 can carry exactly.
+            let datatype = data.datatype();
+            proptest::prop_assume!(
+                !datatype.is_raw_only()
+                    && shape.iter().all(|d| *d > 0)
+                    && match &data {
+                    TensorData::Fp32(v) => !v.iter().any(|x| x.is_nan()),
+                    TensorData::Fp64(v) => !v.iter().any(|x| x.is_nan()),
+                    _ => true,
+                }
+                    && match &data {
+                        TensorData::Bytes(v) => v.iter().all(|b| std::str::from_utf8(b).is_ok()),
+                        _ => true,
+                    }
+            );
+            let mut full = TensorData::with_capacity(datatype, 0);
+            for _ in 0..rows {
+                full.extend_from(&data).unwrap();
+            }
+            let shape: Vec<i64> = std::iter::once(rows).chain(shape).collect();
+            let out = Tensor::new("y", shape.clone(), full);
+            let body = encode_predict(&InferResponse { outputs: vec![out.clone()], ..InferResponse::default() });
+            let text = String::from_utf8(body).unwrap().replacen("predictions", "instances", 1);
+            let mut want: Vec<i64> = shape.clone();
+            want[0] = -1;
+            let req = decode_predict(text.as_bytes(), &[meta("y", datatype, want)]).unwrap();
+            proptest::prop_assert_eq!(&req.inputs[0], &out);
+        }
     }
 }

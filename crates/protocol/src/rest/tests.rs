@@ -25,28 +25,17 @@ fn decodes_nested_and_flat_json() {
     let req = decode_request(body.as_bytes(), None).unwrap();
     assert_eq!(req.id.as_deref(), Some("r1"));
     assert_eq!(req.parameters.get("p"), Some(&Parameter::Int64(1)));
-    let TensorData::Fp32(a) = &req.inputs[0].data else {
-        panic!("not FP32")
-    };
+    let TensorData::Fp32(a) = &req.inputs[0].data else { panic!("not FP32") };
     assert_eq!(&a[..3], [1.0, 2.5, 3.0]);
     assert!(a[3].is_nan());
-    assert_eq!(
-        req.inputs[1].data,
-        TensorData::Bool(vec![true, false, true])
-    );
+    assert_eq!(req.inputs[1].data, TensorData::Bool(vec![true, false, true]));
     assert_eq!(
         req.inputs[2].data,
-        TensorData::Bytes(vec![
-            Bytes::from("hé".as_bytes()),
-            Bytes::from_static(b"\n")
-        ])
+        TensorData::Bytes(vec![Bytes::from("hé".as_bytes()), Bytes::from_static(b"\n")])
     );
     assert_eq!(req.inputs[3].data, TensorData::Int64(vec![i64::MIN, 7]));
     assert_eq!(req.outputs[0].name, "o");
-    assert_eq!(
-        req.outputs[0].parameters.get("binary_data"),
-        Some(&Parameter::Bool(true))
-    );
+    assert_eq!(req.outputs[0].parameters.get("binary_data"), Some(&Parameter::Bool(true)));
 }
 
 #[test]
@@ -60,41 +49,23 @@ fn decodes_binary_tensor_data() {
     body.extend_from_slice(&f16::from_f32(-2.0).to_le_bytes());
     body.extend_from_slice(&[2, 0, 0, 0, 0xff, 0]);
     let req = decode_request(&body, Some(json.len())).unwrap();
-    assert_eq!(
-        req.inputs[0].data,
-        TensorData::Fp16(vec![f16::from_f32(1.5), f16::from_f32(-2.0)])
-    );
+    assert_eq!(req.inputs[0].data, TensorData::Fp16(vec![f16::from_f32(1.5), f16::from_f32(-2.0)]));
     assert!(!req.inputs[0].parameters.contains_key("binary_data_size"));
-    assert_eq!(
-        req.inputs[0].parameters.get("k"),
-        Some(&Parameter::String("v".into()))
-    );
+    assert_eq!(req.inputs[0].parameters.get("k"), Some(&Parameter::String("v".into())));
     assert_eq!(req.inputs[1].data, TensorData::Int32(vec![5]));
-    assert_eq!(
-        req.inputs[2].data,
-        TensorData::Bytes(vec![Bytes::from_static(&[0xff, 0])])
-    );
+    assert_eq!(req.inputs[2].data, TensorData::Bytes(vec![Bytes::from_static(&[0xff, 0])]));
 }
 
 #[test]
 fn request_error_messages() {
-    assert_eq!(
-        err("{", None),
-        "malformed JSON: EOF while parsing an object at line 1 column 1"
-    );
+    assert_eq!(err("{", None), "malformed JSON: EOF while parsing an object at line 1 column 1");
     assert_eq!(err("{}", None), "missing required field \"inputs\"");
     assert_eq!(
-        err(
-            r#"{"inputs":[{"shape":[1],"datatype":"FP32","data":[1]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"shape":[1],"datatype":"FP32","data":[1]}]}"#, None),
         "input 0: missing required field \"name\""
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","datatype":"FP32","data":[1]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","datatype":"FP32","data":[1]}]}"#, None),
         "input \"x\": missing required field \"shape\""
     );
     assert_eq!(
@@ -102,31 +73,19 @@ fn request_error_messages() {
         "input \"x\": missing required field \"datatype\""
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32"}]}"#, None),
         "input \"x\": missing required field \"data\""
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FLOAT","data":[1]}]}"#, None),
         "input \"x\": unknown datatype \"FLOAT\""
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[1]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP16","data":[1]}]}"#, None),
         "input \"x\": FP16 data is only accepted as binary tensor data"
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"BF16","data":[1]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"BF16","data":[1]}]}"#, None),
         "input \"x\": BF16 data is only accepted as binary tensor data"
     );
     assert_eq!(
@@ -137,38 +96,23 @@ fn request_error_messages() {
         "tensor \"x\": shape [2,3] needs 6 elements, got 5"
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","shape":[2],"datatype":"INT8","data":[1,128]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","shape":[2],"datatype":"INT8","data":[1,128]}]}"#, None),
         "input \"x\": data element 1: 128 is out of range for INT8"
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT32","data":[0.5]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"UINT32","data":[0.5]}]}"#, None),
         "input \"x\": data element 0: 0.5 is not an integer (UINT32)"
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","data":[null]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","data":[null]}]}"#, None),
         "input \"x\": data element 0: expected INT32, found null"
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":[1]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":[1]}]}"#, None),
         "input \"x\": data element 0: expected BYTES, found a number"
     );
     assert_eq!(
-        err(
-            r#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[]}]}"#,
-            None
-        ),
+        err(r#"{"inputs":[{"name":"x","shape":[-1],"datatype":"FP32","data":[]}]}"#, None),
         "tensor \"x\": shape [-1] has a negative dimension"
     );
     assert_eq!(
@@ -232,10 +176,7 @@ fn raw_single_input_infers_the_variable_dimension() {
     let body: Vec<u8> = (0..6).flat_map(|i| (i as f32).to_le_bytes()).collect();
     let req = decode_raw_single_input(&body, &meta(vec![-1, 3], DataType::Fp32)).unwrap();
     assert_eq!(req.inputs[0].shape, [2, 3]);
-    assert_eq!(
-        req.inputs[0].data,
-        TensorData::Fp32(vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
-    );
+    assert_eq!(req.inputs[0].data, TensorData::Fp32(vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
     let req = decode_raw_single_input(&body, &meta(vec![6], DataType::Fp32)).unwrap();
     assert_eq!(req.inputs[0].shape, [6]);
     let e = decode_raw_single_input(&body, &meta(vec![-1, 4], DataType::Fp32)).unwrap_err();
@@ -249,23 +190,14 @@ fn raw_single_input_infers_the_variable_dimension() {
         "input \"x\": shape [-1,-1] has more than one variable dimension, so a raw body cannot determine it"
     );
     let e = decode_raw_single_input(&body, &meta(vec![5], DataType::Fp32)).unwrap_err();
-    assert_eq!(
-        e.message,
-        "tensor \"x\": shape [5] of FP32 needs 20 bytes of raw data, got 24"
-    );
+    assert_eq!(e.message, "tensor \"x\": shape [5] of FP32 needs 20 bytes of raw data, got 24");
     let strings = [1, 0, 0, 0, b'a', 2, 0, 0, 0, b'b', b'c'];
     let req = decode_raw_single_input(&strings, &meta(vec![-1], DataType::Bytes)).unwrap();
     assert_eq!(req.inputs[0].shape, [2]);
     let e = decode_raw_single_input(&strings, &meta(vec![-1, 3], DataType::Bytes)).unwrap_err();
-    assert_eq!(
-        e.message,
-        "input \"x\": raw body of 2 elements does not fit shape [-1,3]"
-    );
+    assert_eq!(e.message, "input \"x\": raw body of 2 elements does not fit shape [-1,3]");
     let e = decode_raw_single_input(&strings[..10], &meta(vec![-1], DataType::Bytes)).unwrap_err();
-    assert_eq!(
-        e.message,
-        "tensor \"x\": BYTES element 1 declares 2 bytes, only 1 remain"
-    );
+    assert_eq!(e.message, "tensor \"x\": BYTES element 1 declares 2 bytes, only 1 remain");
 }
 
 #[test]
@@ -299,34 +231,18 @@ fn response_encoding_follows_the_request() {
     // go binary.
     let json = encode_response(&resp, &ResponseEncoding::default());
     assert_eq!(json.header_length, None);
-    assert!(
-        std::str::from_utf8(&json.body)
-            .unwrap()
-            .ends_with(r#""data":[7]}]}"#)
-    );
+    assert!(std::str::from_utf8(&json.body).unwrap().ends_with(r#""data":[7]}]}"#));
     let forced = InferResponse {
         outputs: vec![
             Tensor::new("h", vec![1], TensorData::Fp16(vec![f16::ONE])),
-            Tensor::new(
-                "s",
-                vec![1],
-                TensorData::Bytes(vec![Bytes::from_static(&[0xc3])]),
-            ),
-            Tensor::new(
-                "u",
-                vec![1],
-                TensorData::Bytes(vec![Bytes::from_static(b"ok")]),
-            ),
+            Tensor::new("s", vec![1], TensorData::Bytes(vec![Bytes::from_static(&[0xc3])])),
+            Tensor::new("u", vec![1], TensorData::Bytes(vec![Bytes::from_static(b"ok")])),
         ],
         ..resp.clone()
     };
     let enc = ResponseEncoding::default();
     assert_eq!(
-        forced
-            .outputs
-            .iter()
-            .map(|t| enc.is_binary(t))
-            .collect::<Vec<_>>(),
+        forced.outputs.iter().map(|t| enc.is_binary(t)).collect::<Vec<_>>(),
         [true, true, false]
     );
     let body = encode_response(&forced, &enc);
@@ -341,15 +257,9 @@ fn response_decoding_errors() {
     assert_eq!(e.message, "missing required field \"model_name\"");
     let e = decode_response(br#"{"model_name":"m"}"#, None).unwrap_err();
     assert_eq!(e.message, "missing required field \"outputs\"");
-    let e = decode_response(
-        br#"{"model_name":"m","outputs":[{"name":"o","shape":[1]}]}"#,
-        None,
-    )
-    .unwrap_err();
-    assert_eq!(
-        e.message,
-        "output \"o\": missing required field \"datatype\""
-    );
+    let e = decode_response(br#"{"model_name":"m","outputs":[{"name":"o","shape":[1]}]}"#, None)
+        .unwrap_err();
+    assert_eq!(e.message, "output \"o\": missing required field \"datatype\"");
 }
 
 /// Data that JSON carries bit-exactly: any value of a JSON-capable datatype, with NaNs
@@ -360,27 +270,20 @@ fn arb_json_data(datatype: DataType, n: usize) -> BoxedStrategy<TensorData> {
         DataType::Fp32 => vec(any::<u32>().prop_map(f32::from_bits), n)
             .prop_map(|v| {
                 TensorData::Fp32(
-                    v.into_iter()
-                        .map(|x| if x.is_nan() { f32::NAN } else { x })
-                        .collect(),
+                    v.into_iter().map(|x| if x.is_nan() { f32::NAN } else { x }).collect(),
                 )
             })
             .boxed(),
         DataType::Fp64 => vec(any::<u64>().prop_map(f64::from_bits), n)
             .prop_map(|v| {
                 TensorData::Fp64(
-                    v.into_iter()
-                        .map(|x| if x.is_nan() { f64::NAN } else { x })
-                        .collect(),
+                    v.into_iter().map(|x| if x.is_nan() { f64::NAN } else { x }).collect(),
                 )
             })
             .boxed(),
-        DataType::Bytes => vec(
-            ".{0,5}".prop_map(|s: String| Bytes::from(s.into_bytes())),
-            n,
-        )
-        .prop_map(TensorData::Bytes)
-        .boxed(),
+        DataType::Bytes => vec(".{0,5}".prop_map(|s: String| Bytes::from(s.into_bytes())), n)
+            .prop_map(TensorData::Bytes)
+            .boxed(),
         other => arb_data_for(other, n),
     }
 }
@@ -395,26 +298,19 @@ fn count(shape: &[i64]) -> usize {
 
 /// A tensor of any datatype (JSON-capable ones only, with UTF-8 BYTES, when `json_only`).
 fn arb_tensor(name: String, json_only: bool) -> impl Strategy<Value = Tensor> {
-    let datatypes: Vec<DataType> = DataType::ALL
-        .into_iter()
-        .filter(|d| !(json_only && d.is_raw_only()))
-        .collect();
+    let datatypes: Vec<DataType> =
+        DataType::ALL.into_iter().filter(|d| !(json_only && d.is_raw_only())).collect();
     (proptest::sample::select(datatypes), arb_shape()).prop_flat_map(move |(dt, shape)| {
         let n = count(&shape);
         // Floats always with canonical NaNs (they may take the JSON path); BYTES only
         // UTF-8 when everything must be JSON (otherwise non-UTF-8 goes binary).
         let canonical = matches!(dt, DataType::Fp32 | DataType::Fp64);
-        let data = if json_only || canonical {
-            arb_json_data(dt, n)
-        } else {
-            arb_data_for(dt, n)
-        };
+        let data = if json_only || canonical { arb_json_data(dt, n) } else { arb_data_for(dt, n) };
         let name = name.clone();
         (Just(shape), data, any::<bool>()).prop_map(move |(shape, data, with_param)| {
             let mut t = Tensor::new(name.clone(), shape, data);
             if with_param {
-                t.parameters
-                    .insert("content_type".into(), Parameter::String("np\"".into()));
+                t.parameters.insert("content_type".into(), Parameter::String("np\"".into()));
             }
             t
         })
@@ -423,9 +319,7 @@ fn arb_tensor(name: String, json_only: bool) -> impl Strategy<Value = Tensor> {
 
 fn arb_tensors(json_only: bool) -> impl Strategy<Value = Vec<Tensor>> {
     (0usize..4).prop_flat_map(move |n| {
-        (0..n)
-            .map(|i| arb_tensor(format!("t{i}"), json_only))
-            .collect::<Vec<_>>()
+        (0..n).map(|i| arb_tensor(format!("t{i}"), json_only)).collect::<Vec<_>>()
     })
 }
 
@@ -507,25 +401,9 @@ proptest! {
 
 #[test]
 fn extreme_floats_round_trip_through_json() {
-    let f32s = vec![
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        f32::NAN,
-        f32::MAX,
-        f32::MIN,
-        1e-45,
-        -0.0,
-        0.1,
-    ];
-    let f64s = vec![
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::NAN,
-        f64::MAX,
-        5e-324,
-        -0.0,
-        0.1,
-    ];
+    let f32s =
+        vec![f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, f32::MIN, 1e-45, -0.0, 0.1];
+    let f64s = vec![f64::INFINITY, f64::NEG_INFINITY, f64::NAN, f64::MAX, 5e-324, -0.0, 0.1];
     let req = InferRequest {
         inputs: vec![
             Tensor::new("a", vec![8], TensorData::Fp32(f32s)),
@@ -539,4 +417,29 @@ fn extreme_floats_round_trip_through_json() {
     assert!(text.contains(r#""data":[1e999,-1e999,null,"#), "{text}");
     let back = decode_request(&body.body, None).unwrap();
     assert!(tensors_bits_eq(&back.inputs, &req.inputs), "{back:?}");
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bodies_never_panic(
+        body in proptest::collection::vec(any::<u8>(), 0..128),
+        header in proptest::option::of(0usize..160),
+    ) {
+        let _ = decode_request(&body, header);
+        let _ = decode_response(&body, header);
+    }
+
+    #[test]
+    fn arbitrary_json_data_never_panics(
+        datatype in proptest::sample::select(DataType::ALL.to_vec()),
+        data in r#"[\[\]{}",:0-9a-z.eE\\ +-]{0,40}"#,
+    ) {
+        let body = format!(
+            r#"{{"inputs":[{{"name":"x","shape":[2],"datatype":"{datatype}","data":{data}}}]}}"#
+        );
+        if let Ok(req) = decode_request(body.as_bytes(), None) {
+            // Whatever was accepted is a valid tensor.
+            prop_assert_eq!(req.inputs[0].data.len(), 2);
+        }
+    }
 }
