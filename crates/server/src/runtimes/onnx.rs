@@ -154,7 +154,8 @@ fn create_session(
     let builder = Session::builder(environment)
         .map_err(|e| e.to_string())?
         .with_intra_threads(options.intra_op_threads.max(1))
-        .and_then(|b| b.with_inter_threads(1))
+        .map_err(|e| e.to_string())?
+        .with_inter_threads(1)
         .map_err(|e| e.to_string())?;
     #[cfg(feature = "gpu")]
     let (mut builder, provider) = {
@@ -180,7 +181,10 @@ fn describe(path: &Path, session: &Session) -> std::result::Result<Described, St
     let mut inputs = Vec::new();
     for input in session.inputs() {
         let (datatype, shape) = match input.dtype() {
-            ValueType::Tensor { ty, shape, .. } => (datatype_of(*ty)?, dims(shape)),
+            ValueType::Tensor { ty, shape, .. } => (
+                datatype_of(*ty).map_err(|e| format!("input \"{}\": {e}", input.name()))?,
+                dims(shape),
+            ),
             other => {
                 return Err(format!(
                     "input \"{}\" has type {other}, only tensor inputs are supported",
