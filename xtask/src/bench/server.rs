@@ -1,0 +1,426 @@
+//! `cargo xtask bench server`: oxserve's V2 REST and gRPC serving against a bare ceiling.
+//!
+//! One run, on loopback:
+//! 1. builds `oxserve` and the load tools (`oxserve-loadtest`) in release mode and installs
+//!    `oha` into `.oxserve/tools` when it is missing;
+//! 2. starts `oxserve serve fixtures/models/iris-lr --threads 1` pinned to one core
+//!    (`taskset`), sends it the one-row iris request once over REST and once over gRPC and
+//!    keeps the answers' bytes;
+//! 3. starts `oxserve-bare` (bare axum + bare tonic, one thread, same core) answering every
+//!    infer call with exactly those bytes;
+//! 4. for each concurrency, protocol and system, drives load from the other core — `oha`
+//!    for REST, `oxserve-grpc-load` for gRPC — after a short unmeasured warm-up;
+//! 5. prints a Markdown table (and writes it to `.oxserve/bench/server.md`) with each
+//!    system's throughput as a ratio of the ceiling and the targets of the issue beside it.
+//!
+//! Processes it starts are stopped by PID when the run ends, however it ends.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+use xshell::{Shell, cmd};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Measured time per (system, protocol, concurrency), e.g. 10s.
+    #[arg(long, default_value = "10s")]
+    duration: String,
+    /// Unmeasured warm-up before each measurement.
+    #[arg(long, default_value = "1s")]
+    warmup: String,
+    /// Concurrency levels (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,1")]
+    concurrency: Vec<u32>,
+    /// Core the servers are pinned to.
+    #[arg(long, default_value_t = 0)]
+    server_cpu: u32,
+    /// Core the load generators are pinned to.
+    #[arg(long, default_value_t = 1)]
+    load_cpu: u32,
+}
+
+/// The model every request goes to, from `fixtures/models`.
+const MODEL: &str = "iris-lr";
+
+/// The REST request body: one iris row, the same as `oxserve_loadtest::request::IRIS_ROW`
+/// that `oxserve-grpc-load` sends over gRPC.
+const REST_BODY: &str =
+    r#"{"inputs":[{"name":"float_input","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+
+/// The oha release installed when none is found.
+const OHA_VERSION: &str = "1.16.0";
+
+/// Issue targets, reported against (never asserted).
+const REST_RATIO_TARGET: f64 = 0.7;
+const REST_P99_TARGET_US: u64 = 3_000;
+const GRPC_RATIO_TARGET: f64 = 0.6;
+
+pub fn run(sh: &Shell, args: Args) -> Result<()> {
+    let Args { duration, warmup, concurrency, server_cpu, load_cpu } = args;
+    ensure!(!concurrency.is_empty(), "--concurrency needs at least one level");
+    let machine_before = super::machine_description();
+    let lib = crate::onnxruntime::ensure(sh)?;
+    let oha = ensure_oha(sh)?;
+    cmd!(sh, "cargo build --release -p oxserve-cli -p oxserve-loadtest")
+        .run()
+        .context("building oxserve and the load tools")?;
+    let bin = super::target_dir().join("release");
+    let (oxserve, bare, grpc_load) =
+        (bin.join("oxserve"), bin.join("oxserve-bare"), bin.join("oxserve-grpc-load"));
+    let dir = crate::state_dir().join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let request_file = dir.join("request.json");
+    std::fs::write(&request_file, REST_BODY)?;
+    let (server_cpu, load_cpu) = (server_cpu.to_string(), load_cpu.to_string());
+
+    // oxserve, and the bytes it answers with.
+    let model_dir = crate::project_root().join("fixtures/models").join(MODEL);
+    let mut serve = Command::new("taskset");
+    serve
+        .args(["-c", &server_cpu])
+        .arg(&oxserve)
+        .arg("serve")
+        .arg(&model_dir)
+        .args(["--http-port", "0", "--grpc-port", "0", "--threads", "1"])
+        .env("OXSERVE_ONNXRUNTIME_LIB", &lib);
+    let (ox_guard, ox_rest, ox_grpc) = start(serve, &dir.join("oxserve.log"), "oxserve listening ")?;
+    let rest_body = dir.join("rest-response.json");
+    let answer = http_post(&ox_rest, &format!("/v2/models/{MODEL}/infer"), REST_BODY)?;
+    std::fs::write(&rest_body, &answer)?;
+    let grpc_response = dir.join("grpc-response.bin");
+    cmd!(sh, "{grpc_load} --addr {ox_grpc} --model {MODEL} --save-response {grpc_response}")
+        .run()
+        .context("capturing oxserve's gRPC response")?;
+    println!("oxserve answers {}", String::from_utf8_lossy(&answer));
+
+    // The ceiling, on the same core.
+    let mut ceiling = Command::new("taskset");
+    ceiling
+        .args(["-c", &server_cpu])
+        .arg(&bare)
+        .args(["--threads", "1", "--rest-body"])
+        .arg(&rest_body)
+        .arg("--grpc-response")
+        .arg(&grpc_response);
+    let (bare_guard, bare_rest, bare_grpc) =
+        start(ceiling, &dir.join("oxserve-bare.log"), "oxserve-bare listening ")?;
+    ensure!(
+        http_post(&bare_rest, &format!("/v2/models/{MODEL}/infer"), REST_BODY)? == answer,
+        "the bare server must answer with oxserve's bytes"
+    );
+
+    let systems = [("oxserve", &ox_rest, &ox_grpc), ("bare", &bare_rest, &bare_grpc)];
+    let mut results = Vec::new();
+    for &c in &concurrency {
+        let c_text = c.to_string();
+        for protocol in [Protocol::Rest, Protocol::Grpc] {
+            for (system, rest, grpc) in systems {
+                eprintln!("xtask: {system} {} c={c} for {duration}", protocol.name());
+                let measure = |time: &str| -> Result<Measurement> {
+                    match protocol {
+                        Protocol::Rest => {
+                            let url = format!("{rest}/v2/models/{MODEL}/infer");
+                            let out = cmd!(
+                                sh,
+                                "taskset -c {load_cpu} {oha} --no-tui --output-format json -z {time} -c {c_text} -w -m POST -T application/json -D {request_file} {url}"
+                            )
+                            .read()
+                            .context("running oha")?;
+                            Measurement::from_oha(&out)
+                        }
+                        Protocol::Grpc => {
+                            let out = cmd!(
+                                sh,
+                                "taskset -c {load_cpu} {grpc_load} --addr {grpc} --model {MODEL} --concurrency {c_text} --duration {time}"
+                            )
+                            .read()
+                            .context("running oxserve-grpc-load")?;
+                            Measurement::from_grpc_load(&out)
+                        }
+                    }
+                };
+                measure(&warmup)?;
+                let m = measure(&duration)?;
+                eprintln!(
+                    "xtask:   {:.0} req/s, p50 {} µs, p99 {} µs, {} errors",
+                    m.rps, m.p50_us, m.p99_us, m.errors
+                );
+                results.push(Row { system, protocol, concurrency: c, m });
+            }
+        }
+    }
+    drop(bare_guard);
+    drop(ox_guard);
+
+    let commit = cmd!(sh, "git rev-parse --short HEAD").read().unwrap_or_default();
+    let mut report = format!(
+        "Command: `cargo xtask bench server --duration {duration} --concurrency {}`  \n\
+         Machine: {machine_before} (at start; {} at the end)  \n\
+         Pinning: servers on core {server_cpu} (`--threads 1`), load generators on core {load_cpu}; \
+         {warmup} warm-up before each run  \n\
+         Commit: {commit}; request: 1 iris row, FP32 [1,4] (JSON over REST, typed fp32_contents over gRPC)\n\n",
+        concurrency.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+        super::load_average(),
+    );
+    report.push_str(&table(&results));
+    println!("\n{report}");
+    let out = dir.join("server.md");
+    std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+    println!("written to {}", out.display());
+    Ok(())
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Protocol {
+    Rest,
+    Grpc,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Rest => "REST",
+            Protocol::Grpc => "gRPC",
+        }
+    }
+}
+
+/// The figures of one load run.
+#[derive(Debug, Clone, PartialEq)]
+struct Measurement {
+    rps: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: u64,
+}
+
+impl Measurement {
+    /// From oha's `--output-format json`: successes are 2xx answers; errors are other status
+    /// codes plus connection errors. Latencies there are in seconds.
+    fn from_oha(json: &str) -> Result<Measurement> {
+        let v: Value = serde_json::from_str(json).context("parsing oha's JSON output")?;
+        let total_s = v["summary"]["total"].as_f64().context("oha JSON: summary.total")?;
+        let mut ok = 0;
+        let mut errors = 0;
+        if let Some(codes) = v["statusCodeDistribution"].as_object() {
+            for (code, n) in codes {
+                let n = n.as_u64().unwrap_or(0);
+                if code.starts_with('2') {
+                    ok += n;
+                } else {
+                    errors += n;
+                }
+            }
+        }
+        if let Some(errs) = v["errorDistribution"].as_object() {
+            errors += errs.values().filter_map(Value::as_u64).sum::<u64>();
+        }
+        let us = |p: &str| -> u64 {
+            (v["latencyPercentiles"][p].as_f64().unwrap_or(f64::NAN) * 1e6).round() as u64
+        };
+        Ok(Measurement {
+            rps: if total_s > 0.0 { ok as f64 / total_s } else { 0.0 },
+            p50_us: us("p50"),
+            p99_us: us("p99"),
+            errors,
+        })
+    }
+
+    /// From `oxserve-grpc-load`'s JSON line.
+    fn from_grpc_load(json: &str) -> Result<Measurement> {
+        let v: Value =
+            serde_json::from_str(json.trim()).context("parsing oxserve-grpc-load's JSON output")?;
+        let field = |k: &str| v[k].as_u64().with_context(|| format!("grpc-load JSON: {k}"));
+        Ok(Measurement {
+            rps: v["rps"].as_f64().context("grpc-load JSON: rps")?,
+            p50_us: field("p50_us")?,
+            p99_us: field("p99_us")?,
+            errors: field("errors")?,
+        })
+    }
+}
+
+struct Row {
+    system: &'static str,
+    protocol: Protocol,
+    concurrency: u32,
+    m: Measurement,
+}
+
+/// The Markdown results table: every row with its ratio to the ceiling of the same protocol
+/// and concurrency, then the targets.
+fn table(rows: &[Row]) -> String {
+    let ceiling = |p: Protocol, c: u32| {
+        rows.iter()
+            .find(|r| r.system == "bare" && r.protocol == p && r.concurrency == c)
+            .map(|r| r.m.rps)
+    };
+    let mut out = String::from(
+        "| system | protocol | concurrency | req/s | p50 | p99 | errors | ratio to ceiling |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let ratio = ceiling(r.protocol, r.concurrency)
+            .filter(|c| *c > 0.0)
+            .map_or("n/a".to_owned(), |c| format!("{:.2}", r.m.rps / c));
+        let system = if r.system == "bare" {
+            match r.protocol {
+                Protocol::Rest => "bare axum",
+                Protocol::Grpc => "bare tonic",
+            }
+        } else {
+            r.system
+        };
+        out.push_str(&format!(
+            "| {system} | {} | {} | {:.0} | {} | {} | {} | {ratio} |\n",
+            r.protocol.name(),
+            r.concurrency,
+            r.m.rps,
+            ms(r.m.p50_us),
+            ms(r.m.p99_us),
+            r.m.errors,
+        ));
+    }
+    let find = |p: Protocol| {
+        rows.iter().find(|r| r.system == "oxserve" && r.protocol == p && r.concurrency == 64)
+    };
+    out.push_str("\nTargets (c=64, reported, not asserted):\n");
+    if let (Some(r), Some(c)) = (find(Protocol::Rest), ceiling(Protocol::Rest, 64)) {
+        let ratio = r.m.rps / c;
+        let met = ratio >= REST_RATIO_TARGET && r.m.p99_us <= REST_P99_TARGET_US;
+        out.push_str(&format!(
+            "- REST ≥ {REST_RATIO_TARGET} × bare axum with p99 ≤ {} ms: {ratio:.2} ×, p99 {} → {}\n",
+            REST_P99_TARGET_US / 1000,
+            ms(r.m.p99_us),
+            if met { "met" } else { "missed" }
+        ));
+    }
+    if let (Some(r), Some(c)) = (find(Protocol::Grpc), ceiling(Protocol::Grpc, 64)) {
+        let ratio = r.m.rps / c;
+        out.push_str(&format!(
+            "- gRPC ≥ {GRPC_RATIO_TARGET} × bare tonic: {ratio:.2} × → {}\n",
+            if ratio >= GRPC_RATIO_TARGET { "met" } else { "missed" }
+        ));
+    }
+    out
+}
+
+/// Microseconds as milliseconds with two decimals.
+fn ms(us: u64) -> String {
+    format!("{:.2} ms", us as f64 / 1000.0)
+}
+
+/// `oha` from `.oxserve/tools/bin`, installed there with `cargo install` when missing.
+fn ensure_oha(sh: &Shell) -> Result<PathBuf> {
+    let root = crate::state_dir().join("tools");
+    let oha = root.join("bin").join("oha");
+    if !oha.exists() {
+        eprintln!("xtask: installing oha {OHA_VERSION} into {}", root.display());
+        cmd!(sh, "cargo install oha --version {OHA_VERSION} --locked --root {root}")
+            .run()
+            .context("installing oha")?;
+    }
+    Ok(oha)
+}
+
+/// Stops a started server by PID (SIGTERM, then reaps it) when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a server whose first stdout line is `<prefix>rest=http://… grpc=…`; returns it with
+/// its REST base URL and gRPC `host:port`. Its stderr goes to `log`.
+fn start(mut command: Command, log: &Path, prefix: &str) -> Result<(Guard, String, String)> {
+    let log_file =
+        std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(log_file)
+        .spawn()
+        .with_context(|| format!("starting {command:?}"))?;
+    let stdout = child.stdout.take().context("server stdout")?;
+    let guard = Guard(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let Some(addrs) = line.trim().strip_prefix(prefix) else {
+        bail!("server did not start: {command:?} (see {})", log.display());
+    };
+    let mut rest = None;
+    let mut grpc = None;
+    for part in addrs.split_whitespace() {
+        if let Some(v) = part.strip_prefix("rest=") {
+            rest = Some(v.to_owned());
+        } else if let Some(v) = part.strip_prefix("grpc=") {
+            grpc = Some(v.to_owned());
+        }
+    }
+    let (Some(rest), Some(grpc)) = (rest, grpc) else {
+        bail!("unexpected startup line {line:?}");
+    };
+    Ok((guard, rest, grpc))
+}
+
+/// One HTTP/1.1 POST of a JSON body; returns the response body of a 200 answer.
+fn http_post(base: &str, path: &str, body: &str) -> Result<Vec<u8>> {
+    let authority = base.strip_prefix("http://").context("REST URL must be http://")?;
+    let mut stream =
+        TcpStream::connect(authority).with_context(|| format!("connecting to {authority}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: {authority}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of headers in the HTTP response")?;
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    ensure!(head.starts_with("http/1.1 200"), "POST {path}: {head}");
+    ensure!(!head.contains("transfer-encoding: chunked"), "POST {path}: chunked answer");
+    Ok(response[split + 4..].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_oha_json() {
+        let json = r#"{"summary":{"successRate":1.0,"total":2.0,"requestsPerSec":101.0},
+            "latencyPercentiles":{"p50":0.0012,"p99":0.0031},
+            "statusCodeDistribution":{"200":200,"503":2},"errorDistribution":{"reset":1}}"#;
+        let m = Measurement::from_oha(json).unwrap();
+        assert_eq!(m, Measurement { rps: 100.0, p50_us: 1200, p99_us: 3100, errors: 3 });
+    }
+
+    #[test]
+    fn table_ratios_and_targets() {
+        let m = |rps, p99_us| Measurement { rps, p50_us: 500, p99_us, errors: 0 };
+        let rows = [
+            Row { system: "oxserve", protocol: Protocol::Rest, concurrency: 64, m: m(8000.0, 2500) },
+            Row { system: "bare", protocol: Protocol::Rest, concurrency: 64, m: m(10000.0, 900) },
+            Row { system: "oxserve", protocol: Protocol::Grpc, concurrency: 64, m: m(5000.0, 4000) },
+            Row { system: "bare", protocol: Protocol::Grpc, concurrency: 64, m: m(10000.0, 2000) },
+        ];
+        let t = table(&rows);
+        assert!(t.contains("| oxserve | REST | 64 | 8000 | 0.50 ms | 2.50 ms | 0 | 0.80 |"), "{t}");
+        assert!(t.contains("| bare tonic | gRPC | 64 | 10000 | 0.50 ms | 2.00 ms | 0 | 1.00 |"), "{t}");
+        assert!(t.contains("0.80 ×, p99 2.50 ms → met"), "{t}");
+        assert!(t.contains("0.50 × → missed"), "{t}");
+    }
+}
