@@ -52,7 +52,8 @@ pub struct BatcherConfig {
     pub max_queue_delay: Duration,
     /// Row counts at which a batch closes early, before the delay ends.
     pub preferred_batch_sizes: Vec<usize>,
-    /// Most requests waiting in the queue; more are rejected with 503.
+    /// Most requests waiting in the queue; more are rejected with 503 (so 0 rejects
+    /// every request).
     pub max_queue_size: usize,
     /// Most batches executing at once; values below 1 count as 1.
     pub parallelism: usize,
@@ -194,9 +195,7 @@ impl Batcher {
         let max = self.shared.max_queue_size;
         self.shared
             .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .map(drop)
             .map_err(|_| self.queue_full())
     }
@@ -210,9 +209,6 @@ impl Batcher {
     }
 
     fn shutting_down(&self) -> Error {
-        Error::Unavailable(format!(
-            "model \"{}\": batcher is shutting down",
-            self.shared.name
-        ))
+        Error::Unavailable(format!("model \"{}\": batcher is shutting down", self.shared.name))
     }
 }

@@ -49,11 +49,7 @@ pub(crate) fn execute(model: &dyn Model, name: &str, parts: Vec<Part>) {
         }
     };
     for ((reply, queue_time), answer) in replies.into_iter().zip(answers) {
-        let info = BatchInfo {
-            queue_time,
-            compute_time,
-            batch_size,
-        };
+        let info = BatchInfo { queue_time, compute_time, batch_size };
         // The caller may have gone away meanwhile; nothing to do then.
         let _ = reply.send(answer.map(|outputs| (outputs, info)));
     }
@@ -67,10 +63,8 @@ fn run(
     requests: Vec<(usize, InferRequest)>,
 ) -> Result<Vec<Result<Vec<Tensor>>>> {
     let rows: Vec<usize> = requests.iter().map(|(r, _)| *r).collect();
-    let wanted: Vec<Vec<RequestedOutput>> = requests
-        .iter()
-        .map(|(_, req)| req.outputs.clone())
-        .collect();
+    let wanted: Vec<Vec<RequestedOutput>> =
+        requests.iter().map(|(_, req)| req.outputs.clone()).collect();
     let batch = merge(requests.into_iter().map(|(_, req)| req).collect())
         .map_err(|e| Error::runtime(name, e))?;
     let outputs = model.infer(batch)?;
@@ -108,10 +102,7 @@ pub(crate) fn merge(mut requests: Vec<InferRequest>) -> Result<InferRequest, Str
     for (i, input) in first.inputs.iter_mut().enumerate() {
         let mut dim0 = input.shape.first().copied().unwrap_or(0);
         let total: usize = input.data.len()
-            + rest
-                .iter()
-                .map(|r| r.inputs.get(i).map_or(0, |t| t.data.len()))
-                .sum::<usize>();
+            + rest.iter().map(|r| r.inputs.get(i).map_or(0, |t| t.data.len())).sum::<usize>();
         let mut data = TensorData::with_capacity(input.datatype(), total);
         data.extend_from(&input.data).map_err(|e| e.to_string())?;
         for r in &rest {
@@ -152,12 +143,9 @@ pub(crate) fn split(
         names
             .iter()
             .map(|want| {
-                outputs
-                    .iter()
-                    .position(|o| o.name == want.name)
-                    .ok_or_else(|| {
-                        Error::invalid(format!("model \"{name}\" has no output \"{}\"", want.name))
-                    })
+                outputs.iter().position(|o| o.name == want.name).ok_or_else(|| {
+                    Error::invalid(format!("model \"{name}\" has no output \"{}\"", want.name))
+                })
             })
             .collect()
     };
@@ -172,11 +160,7 @@ pub(crate) fn split(
         for (pos, &i) in picked.iter().enumerate() {
             // An output asked for twice is cloned for all but its last mention.
             let again = picked[pos + 1..].contains(&i);
-            result.extend(if again {
-                outputs[i].clone()
-            } else {
-                outputs[i].take()
-            });
+            result.extend(if again { outputs[i].clone() } else { outputs[i].take() });
         }
         return Ok(vec![Ok(result)]);
     }

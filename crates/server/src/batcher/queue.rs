@@ -51,10 +51,7 @@ impl Signature {
             }
             inputs.push((input.name.clone(), input.datatype(), rest.to_vec()));
         }
-        let signature = Signature {
-            inputs,
-            parameters: request.parameters.clone(),
-        };
+        let signature = Signature { inputs, parameters: request.parameters.clone() };
         Ok((signature, rows.unwrap_or(0)))
     }
 }
@@ -181,15 +178,8 @@ mod tests {
     }
 
     fn sig(width: i64) -> Signature {
-        let x = Tensor::new(
-            "x",
-            vec![1, width],
-            TensorData::Fp32(vec![0.0; width as usize]),
-        );
-        let request = InferRequest {
-            inputs: vec![x],
-            ..Default::default()
-        };
+        let x = Tensor::new("x", vec![1, width], TensorData::Fp32(vec![0.0; width as usize]));
+        let request = InferRequest { inputs: vec![x], ..Default::default() };
         Signature::of(&request).unwrap().0
     }
 
@@ -210,10 +200,7 @@ mod tests {
     #[test]
     fn empty_queue_is_idle() {
         let q: VecDeque<Entry<()>> = VecDeque::new();
-        assert_eq!(
-            plan(&q, Instant::now(), &policy(4, 10, &[]), false),
-            Plan::Idle
-        );
+        assert_eq!(plan(&q, Instant::now(), &policy(4, 10, &[]), false), Plan::Idle);
     }
 
     #[test]
@@ -221,14 +208,8 @@ mod tests {
         let t0 = Instant::now();
         let q = queue(t0, &[1, 1, 1]);
         let p = policy(8, 10, &[]);
-        assert_eq!(
-            plan(&q, t0 + MS * 2, &p, false),
-            Plan::WaitUntil(t0 + MS * 10)
-        );
-        assert_eq!(
-            plan(&q, t0 + MS * 9, &p, false),
-            Plan::WaitUntil(t0 + MS * 10)
-        );
+        assert_eq!(plan(&q, t0 + MS * 2, &p, false), Plan::WaitUntil(t0 + MS * 10));
+        assert_eq!(plan(&q, t0 + MS * 9, &p, false), Plan::WaitUntil(t0 + MS * 10));
         assert_eq!(plan(&q, t0 + MS * 10, &p, false), Plan::Run(3));
         // Flushing (shutdown) does not wait.
         assert_eq!(plan(&q, t0, &p, true), Plan::Run(3));
@@ -245,17 +226,11 @@ mod tests {
     fn max_batch_size_closes_early_and_never_overfills() {
         let t0 = Instant::now();
         let p = policy(4, 1000, &[]);
-        assert_eq!(
-            plan(&queue(t0, &[1, 1, 1, 1, 1]), t0, &p, false),
-            Plan::Run(4)
-        );
+        assert_eq!(plan(&queue(t0, &[1, 1, 1, 1, 1]), t0, &p, false), Plan::Run(4));
         // 2 + 1 = 3, and the next request (2 rows) would overflow: run the 3 rows now.
         assert_eq!(plan(&queue(t0, &[2, 1, 2]), t0, &p, false), Plan::Run(2));
         // Below the limit with nothing blocking: wait.
-        assert_eq!(
-            plan(&queue(t0, &[2, 1]), t0, &p, false),
-            Plan::WaitUntil(t0 + MS * 1000)
-        );
+        assert_eq!(plan(&queue(t0, &[2, 1]), t0, &p, false), Plan::WaitUntil(t0 + MS * 1000));
     }
 
     #[test]
@@ -270,16 +245,10 @@ mod tests {
     fn preferred_size_closes_at_the_largest_reachable_one() {
         let t0 = Instant::now();
         let p = policy(16, 1000, &[2, 4]);
-        assert_eq!(
-            plan(&queue(t0, &[1]), t0, &p, false),
-            Plan::WaitUntil(t0 + MS * 1000)
-        );
+        assert_eq!(plan(&queue(t0, &[1]), t0, &p, false), Plan::WaitUntil(t0 + MS * 1000));
         assert_eq!(plan(&queue(t0, &[1, 1]), t0, &p, false), Plan::Run(2));
         assert_eq!(plan(&queue(t0, &[1, 1, 1]), t0, &p, false), Plan::Run(2));
-        assert_eq!(
-            plan(&queue(t0, &[1, 1, 1, 1, 1]), t0, &p, false),
-            Plan::Run(4)
-        );
+        assert_eq!(plan(&queue(t0, &[1, 1, 1, 1, 1]), t0, &p, false), Plan::Run(4));
         assert_eq!(plan(&queue(t0, &[3, 1]), t0, &p, false), Plan::Run(2));
     }
 
@@ -318,9 +287,7 @@ mod tests {
         let (e, _) = Signature::of(&req("x", TensorData::Fp32(vec![0.0; 2]), vec![2, 1])).unwrap();
         assert_ne!(a, e);
         let mut with_params = req("x", TensorData::Fp32(vec![0.0; 2]), vec![1, 2]);
-        with_params
-            .parameters
-            .insert("k".into(), Parameter::Int64(1));
+        with_params.parameters.insert("k".into(), Parameter::Int64(1));
         let (f, _) = Signature::of(&with_params).unwrap();
         assert_ne!(a, f);
     }
@@ -331,23 +298,14 @@ mod tests {
         assert_eq!(err.to_string(), "request has no inputs");
 
         let scalar = Tensor::new("s", vec![], TensorData::Int32(vec![1]));
-        let request = InferRequest {
-            inputs: vec![scalar],
-            ..Default::default()
-        };
+        let request = InferRequest { inputs: vec![scalar], ..Default::default() };
         let err = Signature::of(&request).unwrap_err();
         assert_eq!(err.code(), oxserve_protocol::ErrorCode::InvalidArgument);
-        assert!(
-            err.to_string().contains("\"s\" has no batch dimension"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("\"s\" has no batch dimension"), "{err}");
 
         let a = Tensor::new("a", vec![2], TensorData::Int32(vec![1, 2]));
         let b = Tensor::new("b", vec![3], TensorData::Int32(vec![1, 2, 3]));
-        let request = InferRequest {
-            inputs: vec![a, b],
-            ..Default::default()
-        };
+        let request = InferRequest { inputs: vec![a, b], ..Default::default() };
         let err = Signature::of(&request).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -355,16 +313,8 @@ mod tests {
         );
 
         let bad = Tensor::new("x", vec![2, 2], TensorData::Int32(vec![1]));
-        let request = InferRequest {
-            inputs: vec![bad],
-            ..Default::default()
-        };
-        assert!(
-            Signature::of(&request)
-                .unwrap_err()
-                .to_string()
-                .contains("needs 4 elements")
-        );
+        let request = InferRequest { inputs: vec![bad], ..Default::default() };
+        assert!(Signature::of(&request).unwrap_err().to_string().contains("needs 4 elements"));
     }
 
     #[test]

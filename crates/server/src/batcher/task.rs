@@ -122,13 +122,9 @@ impl Task {
     /// Drops requests whose caller went away and answers those past their deadline.
     fn sweep(&self, queue: &mut VecDeque<Entry<Pending>>, now: Instant) {
         let abandoned = queue::remove_where(queue, |e| e.payload.reply.is_closed());
-        self.shared
-            .queued
-            .fetch_sub(abandoned.len(), Ordering::AcqRel);
+        self.shared.queued.fetch_sub(abandoned.len(), Ordering::AcqRel);
         let expired = queue::take_expired(queue, now);
-        self.shared
-            .queued
-            .fetch_sub(expired.len(), Ordering::AcqRel);
+        self.shared.queued.fetch_sub(expired.len(), Ordering::AcqRel);
         for entry in expired {
             let waited = now.saturating_duration_since(entry.arrived);
             let message = format!(

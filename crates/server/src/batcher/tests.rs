@@ -60,11 +60,7 @@ impl Probe {
     }
 
     fn release_one(&self) {
-        self.release
-            .as_ref()
-            .expect("model is not gated")
-            .send(())
-            .unwrap();
+        self.release.as_ref().expect("model is not gated").send(()).unwrap();
     }
 }
 
@@ -93,11 +89,7 @@ fn double(request: &InferRequest) -> Result<Vec<Tensor>> {
     let n = x.shape[0];
     let width = if n == 0 { 0 } else { v.len() / n as usize };
     let y = v.iter().map(|e| e * 2.0).collect();
-    let z = v
-        .chunks(width.max(1))
-        .take(n as usize)
-        .map(|row| row[0] + 1000.0)
-        .collect();
+    let z = v.chunks(width.max(1)).take(n as usize).map(|row| row[0] + 1000.0).collect();
     Ok(vec![
         Tensor::new("y", x.shape.clone(), TensorData::Fp32(y)),
         Tensor::new("z", vec![n], TensorData::Fp32(z)),
@@ -112,12 +104,7 @@ fn model_with(gated: bool, behaviour: Behaviour) -> (Arc<dyn Model>, Probe) {
     } else {
         (None, None)
     };
-    let model = TestModel {
-        meta: metadata(),
-        started: started_tx,
-        gate,
-        behaviour,
-    };
+    let model = TestModel { meta: metadata(), started: started_tx, gate, behaviour };
     (Arc::new(model), Probe { started, release })
 }
 
@@ -131,12 +118,7 @@ impl Model for TestModel {
     }
 
     fn infer(&self, request: InferRequest) -> Result<Vec<Tensor>> {
-        let rows = request
-            .inputs
-            .first()
-            .and_then(|x| x.shape.first())
-            .copied()
-            .unwrap_or(0);
+        let rows = request.inputs.first().and_then(|x| x.shape.first()).copied().unwrap_or(0);
         let _ = self.started.send(rows as usize);
         if let Some(gate) = &self.gate {
             // An error means the test dropped the sender: stay open.
@@ -153,23 +135,13 @@ impl Model for TestModel {
 
 /// A request with `rows` rows of width 2; row `r` is `[base + r, base + r + 0.5]`.
 fn request(base: f32, rows: usize) -> InferRequest {
-    let data = (0..rows)
-        .flat_map(|r| [base + r as f32, base + r as f32 + 0.5])
-        .collect();
+    let data = (0..rows).flat_map(|r| [base + r as f32, base + r as f32 + 0.5]).collect();
     let x = Tensor::new("x", vec![rows as i64, 2], TensorData::Fp32(data));
-    InferRequest {
-        id: Some(format!("r{base}")),
-        inputs: vec![x],
-        ..Default::default()
-    }
+    InferRequest { id: Some(format!("r{base}")), inputs: vec![x], ..Default::default() }
 }
 
 fn config(max_batch_size: usize, delay: Duration) -> BatcherConfig {
-    BatcherConfig {
-        max_batch_size,
-        max_queue_delay: delay,
-        ..BatcherConfig::default()
-    }
+    BatcherConfig { max_batch_size, max_queue_delay: delay, ..BatcherConfig::default() }
 }
 
 type Answer = JoinHandle<Result<(Vec<Tensor>, BatchInfo)>>;
@@ -205,9 +177,8 @@ fn fp32(t: &Tensor) -> &[f32] {
 async fn delay_closes_a_batch() {
     let (m, mut probe) = model(false);
     let batcher = Batcher::spawn(m, config(8, 10 * MS));
-    let answers: Vec<Answer> = (0..3)
-        .map(|i| submit(&batcher, request(10.0 * i as f32, 1), None))
-        .collect();
+    let answers: Vec<Answer> =
+        (0..3).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
     settle().await;
     advance(9 * MS).await;
     settle().await;
@@ -227,9 +198,8 @@ async fn delay_closes_a_batch() {
 async fn max_batch_size_closes_a_batch_early() {
     let (m, mut probe) = model(false);
     let batcher = Batcher::spawn(m, config(4, Duration::from_secs(1)));
-    let answers: Vec<Answer> = (0..6)
-        .map(|i| submit(&batcher, request(10.0 * i as f32, 1), None))
-        .collect();
+    let answers: Vec<Answer> =
+        (0..6).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
     let mut infos = Vec::new();
     for answer in answers {
         infos.push(ok(answer).await.1);
@@ -240,10 +210,7 @@ async fn max_batch_size_closes_a_batch_early() {
     // The full batch ran at once; the remainder waited for the delay.
     assert_eq!(
         waits,
-        [Duration::ZERO; 4]
-            .into_iter()
-            .chain([Duration::from_secs(1); 2])
-            .collect::<Vec<_>>()
+        [Duration::ZERO; 4].into_iter().chain([Duration::from_secs(1); 2]).collect::<Vec<_>>()
     );
     assert_eq!(probe.batches(), [4, 2]);
 }
@@ -251,10 +218,7 @@ async fn max_batch_size_closes_a_batch_early() {
 #[tokio::test(start_paused = true)]
 async fn preferred_size_closes_a_batch_early() {
     let (m, mut probe) = model(false);
-    let cfg = BatcherConfig {
-        preferred_batch_sizes: vec![3],
-        ..config(8, Duration::from_secs(1))
-    };
+    let cfg = BatcherConfig { preferred_batch_sizes: vec![3], ..config(8, Duration::from_secs(1)) };
     let batcher = Batcher::spawn(m, cfg);
     let a = submit(&batcher, request(0.0, 2), None);
     let b = submit(&batcher, request(10.0, 1), None);
@@ -289,14 +253,10 @@ async fn zero_delay_adds_no_waiting_and_batches_what_arrived_meanwhile() {
 #[tokio::test(start_paused = true)]
 async fn parallelism_runs_batches_at_once() {
     let (m, mut probe) = model(true);
-    let cfg = BatcherConfig {
-        parallelism: 2,
-        ..config(1, Duration::ZERO)
-    };
+    let cfg = BatcherConfig { parallelism: 2, ..config(1, Duration::ZERO) };
     let batcher = Batcher::spawn(m, cfg);
-    let answers: Vec<Answer> = (0..3)
-        .map(|i| submit(&batcher, request(10.0 * i as f32, 1), None))
-        .collect();
+    let answers: Vec<Answer> =
+        (0..3).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
     // Two batches start while both are blocked; the third waits for a free slot.
     assert_eq!(probe.next_batch().await, 1);
     assert_eq!(probe.next_batch().await, 1);
@@ -312,25 +272,18 @@ async fn parallelism_runs_batches_at_once() {
 #[tokio::test(start_paused = true)]
 async fn full_queue_rejects_at_once() {
     let (m, mut probe) = model(true);
-    let cfg = BatcherConfig {
-        max_queue_size: 2,
-        ..config(1, Duration::ZERO)
-    };
+    let cfg = BatcherConfig { max_queue_size: 2, ..config(1, Duration::ZERO) };
     let batcher = Batcher::spawn(m, cfg);
     let running = submit(&batcher, request(0.0, 1), None);
     probe.next_batch().await;
-    let waiting: Vec<Answer> = (1..3)
-        .map(|i| submit(&batcher, request(10.0 * i as f32, 1), None))
-        .collect();
+    let waiting: Vec<Answer> =
+        (1..3).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
     settle().await;
     assert_eq!(batcher.queue_len(), 2);
     let e = batcher.infer(request(30.0, 1), None).await.unwrap_err();
     assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
     assert_eq!(e.code(), ErrorCode::Unavailable);
-    assert_eq!(
-        e.to_string(),
-        "model \"m\": queue is full (2 requests waiting)"
-    );
+    assert_eq!(e.to_string(), "model \"m\": queue is full (2 requests waiting)");
     drop(probe.release.take());
     ok(running).await;
     for answer in waiting {
@@ -355,10 +308,7 @@ async fn queued_request_times_out_without_running() {
     let e = err(late).await;
     assert!(matches!(e, Error::Timeout(_)), "{e:?}");
     assert_eq!(e.code(), ErrorCode::DeadlineExceeded);
-    assert_eq!(
-        e.to_string(),
-        "model \"m\": request timed out after 5 ms in the queue"
-    );
+    assert_eq!(e.to_string(), "model \"m\": request timed out after 5 ms in the queue");
     assert_eq!(batcher.queue_len(), 0);
     // The running request is past its deadline too, but it had started: it completes.
     probe.release_one();
@@ -391,15 +341,10 @@ async fn incompatible_requests_run_separately_in_order() {
     let batcher = Batcher::spawn(m, config(8, 10 * MS));
     let wide = |base: f32| {
         let x = Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![base; 3]));
-        InferRequest {
-            inputs: vec![x],
-            ..Default::default()
-        }
+        InferRequest { inputs: vec![x], ..Default::default() }
     };
     let mut with_param = request(30.0, 1);
-    with_param
-        .parameters
-        .insert("mode".into(), Parameter::String("fast".into()));
+    with_param.parameters.insert("mode".into(), Parameter::String("fast".into()));
     let answers = vec![
         submit(&batcher, request(0.0, 1), None),
         submit(&batcher, request(10.0, 1), None),
@@ -442,10 +387,7 @@ async fn panicking_model_fails_its_batch_and_keeps_serving() {
     ok(blocker).await;
     for e in [err(bad).await, err(neighbour).await] {
         assert!(matches!(e, Error::Runtime { .. }), "{e:?}");
-        assert_eq!(
-            e.to_string(),
-            "model \"m\": inference failed: model panicked: boom"
-        );
+        assert_eq!(e.to_string(), "model \"m\": inference failed: model panicked: boom");
     }
     let (y, _) = ok(submit(&batcher, request(20.0, 1), None)).await;
     assert_eq!(fp32(&y[0]), [40.0, 41.0]);
@@ -456,9 +398,8 @@ async fn panicking_model_fails_its_batch_and_keeps_serving() {
 async fn shutdown_drains_everything_queued() {
     let (m, mut probe) = model(true);
     let batcher = Batcher::spawn(m, config(2, Duration::from_secs(60)));
-    let answers: Vec<Answer> = (0..5)
-        .map(|i| submit(&batcher, request(10.0 * i as f32, 1), None))
-        .collect();
+    let answers: Vec<Answer> =
+        (0..5).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
     assert_eq!(probe.next_batch().await, 2);
     settle().await;
     assert_eq!(batcher.queue_len(), 3);
@@ -487,13 +428,7 @@ async fn outputs_follow_each_requests_list() {
     let (m, _probe) = model(false);
     let batcher = Batcher::spawn(m, config(8, 10 * MS));
     let want = |names: &[&str]| {
-        names
-            .iter()
-            .map(|n| RequestedOutput {
-                name: (*n).into(),
-                ..Default::default()
-            })
-            .collect()
+        names.iter().map(|n| RequestedOutput { name: (*n).into(), ..Default::default() }).collect()
     };
     let mut only_z = request(0.0, 2);
     only_z.outputs = want(&["z"]);
@@ -512,10 +447,7 @@ async fn outputs_follow_each_requests_list() {
     let (out, info) = ok(a).await;
     assert_eq!(info.batch_size, 5);
     assert_eq!(out.len(), 1);
-    assert_eq!(
-        (out[0].name.as_str(), out[0].shape.as_slice()),
-        ("z", [2].as_slice())
-    );
+    assert_eq!((out[0].name.as_str(), out[0].shape.as_slice()), ("z", [2].as_slice()));
     assert_eq!(fp32(&out[0]), [1000.0, 1001.0]);
     let (out, _) = ok(b).await;
     let names: Vec<&str> = out.iter().map(|t| t.name.as_str()).collect();
@@ -536,11 +468,7 @@ async fn outputs_follow_each_requests_list() {
 async fn output_with_wrong_batch_dimension_fails_the_batch() {
     let behaviour: Behaviour = Box::new(|request: &InferRequest| {
         let n = request.inputs[0].shape[0];
-        Ok(vec![Tensor::new(
-            "y",
-            vec![n + 1],
-            TensorData::Fp32(vec![0.0; n as usize + 1]),
-        )])
+        Ok(vec![Tensor::new("y", vec![n + 1], TensorData::Fp32(vec![0.0; n as usize + 1]))])
     });
     let (m, _probe) = model_with(false, behaviour);
     let batcher = Batcher::spawn(m, config(8, 10 * MS));
@@ -573,10 +501,7 @@ async fn unbatchable_request_is_rejected_before_queueing() {
     let batcher = Batcher::spawn(m, config(8, Duration::ZERO));
     let a = Tensor::new("x", vec![2, 1], TensorData::Fp32(vec![1.0, 2.0]));
     let b = Tensor::new("w", vec![1, 1], TensorData::Fp32(vec![1.0]));
-    let request = InferRequest {
-        inputs: vec![a, b],
-        ..Default::default()
-    };
+    let request = InferRequest { inputs: vec![a, b], ..Default::default() };
     let e = batcher.infer(request, None).await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArgument);
     assert_eq!(batcher.queue_len(), 0);
@@ -595,18 +520,8 @@ struct Arrival {
 }
 
 fn arrival() -> impl Strategy<Value = Arrival> {
-    (
-        1usize..5,
-        any::<bool>(),
-        any::<bool>(),
-        prop_oneof![Just(0u64), 0u64..4],
-    )
-        .prop_map(|(rows, want_y, want_z, gap_ms)| Arrival {
-            rows,
-            want_y,
-            want_z,
-            gap_ms,
-        })
+    (1usize..5, any::<bool>(), any::<bool>(), prop_oneof![Just(0u64), 0u64..4])
+        .prop_map(|(rows, want_y, want_z, gap_ms)| Arrival { rows, want_y, want_z, gap_ms })
 }
 
 /// Submits `arrivals` and checks each answer against what the request alone would give.
@@ -623,10 +538,7 @@ async fn check_routing(
         let mut req = request(base, a.rows);
         for (name, wanted) in [("y", a.want_y), ("z", a.want_z)] {
             if wanted {
-                req.outputs.push(RequestedOutput {
-                    name: name.into(),
-                    ..Default::default()
-                });
+                req.outputs.push(RequestedOutput { name: name.into(), ..Default::default() });
             }
         }
         answers.push((base, a.clone(), submit(&batcher, req, None)));
@@ -635,47 +547,30 @@ async fn check_routing(
         }
     }
     for (base, a, answer) in answers {
-        let (outputs, info) = answer
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let (outputs, info) =
+            answer.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
         if info.batch_size > max.max(a.rows) || info.batch_size < a.rows {
-            return Err(format!(
-                "batch of {} rows for a request of {}",
-                info.batch_size, a.rows
-            ));
+            return Err(format!("batch of {} rows for a request of {}", info.batch_size, a.rows));
         }
         let all = !a.want_y && !a.want_z;
         let mut expected = Vec::new();
         if all || a.want_y {
             let y =
                 (0..a.rows).flat_map(|r| [2.0 * (base + r as f32), 2.0 * (base + r as f32) + 1.0]);
-            expected.push(Tensor::new(
-                "y",
-                vec![a.rows as i64, 2],
-                TensorData::Fp32(y.collect()),
-            ));
+            expected.push(Tensor::new("y", vec![a.rows as i64, 2], TensorData::Fp32(y.collect())));
         }
         if all || a.want_z {
             let z = (0..a.rows).map(|r| base + r as f32 + 1000.0);
-            expected.push(Tensor::new(
-                "z",
-                vec![a.rows as i64],
-                TensorData::Fp32(z.collect()),
-            ));
+            expected.push(Tensor::new("z", vec![a.rows as i64], TensorData::Fp32(z.collect())));
         }
         if outputs != expected {
-            return Err(format!(
-                "request at {base}: got {outputs:?}, expected {expected:?}"
-            ));
+            return Err(format!("request at {base}: got {outputs:?}, expected {expected:?}"));
         }
     }
     let executed: usize = probe.batches().iter().sum();
     let submitted: usize = arrivals.iter().map(|a| a.rows).sum();
     if executed != submitted {
-        return Err(format!(
-            "model ran {executed} rows for {submitted} submitted"
-        ));
+        return Err(format!("model ran {executed} rows for {submitted} submitted"));
     }
     Ok(())
 }
