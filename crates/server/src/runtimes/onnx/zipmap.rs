@@ -247,9 +247,10 @@ fn truncated() -> String {
     "model file is truncated or not an onnx protobuf".to_owned()
 }
 
-/// A tiny protobuf writer, enough to build ONNX models in tests.
 #[cfg(test)]
 pub(crate) mod encode {
+    //! A tiny protobuf writer, enough to build ONNX models in tests.
+
     /// Appends a varint.
     pub fn varint(out: &mut Vec<u8>, mut v: u64) {
         while v >= 0x80 {
