@@ -103,9 +103,9 @@ pub(crate) struct Forest<S> {
     // One entry per internal node of every tree.
     feature: Vec<u32>,
     threshold: Vec<f32>,
-    /// Child links: `>= 0` an internal node, `< 0` the leaf `!link`.
-    left: Vec<i32>,
-    right: Vec<i32>,
+    /// Child links `[right, left]`, indexed by "goes left" so that choosing one needs no
+    /// branch: `>= 0` an internal node, `< 0` the leaf `!link`.
+    children: Vec<[i32; 2]>,
     flags: Vec<u8>,
     /// Index into `cat_ranges` (categorical nodes only; 0 elsewhere).
     cat_set: Vec<u32>,
@@ -135,8 +135,7 @@ impl<S: Score> Forest<S> {
             num_groups,
             feature: Vec::new(),
             threshold: Vec::new(),
-            left: Vec::new(),
-            right: Vec::new(),
+            children: Vec::new(),
             flags: Vec::new(),
             cat_set: Vec::new(),
             cat_ranges: Vec::new(),
@@ -232,8 +231,7 @@ impl<S: Score> Forest<S> {
             };
             self.feature.push(node.feature as u32);
             self.threshold.push(threshold);
-            self.left.push(left);
-            self.right.push(right);
+            self.children.push([right, left]);
             self.flags.push(flags);
             self.cat_set.push(cat_set);
         }
@@ -279,7 +277,7 @@ impl<S: Score> Forest<S> {
         while link >= 0 {
             let i = link as usize;
             let v = row[self.feature[i] as usize];
-            link = if self.goes_left(i, v) { self.left[i] } else { self.right[i] };
+            link = self.children[i][usize::from(self.goes_left(i, v))];
         }
         !link as usize
     }
@@ -287,6 +285,11 @@ impl<S: Score> Forest<S> {
     #[inline]
     fn goes_left(&self, i: usize, v: f32) -> bool {
         let flags = self.flags[i];
+        if flags & (ZERO_MISSING | CATEGORICAL) == 0 {
+            // The common split, without branches: random rows make any branch here a coin
+            // flip for the predictor. `v < t` is false for NaN, which then goes by the flag.
+            return (v < self.threshold[i]) | (v.is_nan() & (flags & DEFAULT_LEFT != 0));
+        }
         if v.is_nan() || (flags & ZERO_MISSING != 0 && v.abs() <= ZERO_THRESHOLD) {
             return flags & DEFAULT_LEFT != 0;
         }
