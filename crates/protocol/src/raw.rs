@@ -182,18 +182,18 @@ pub(crate) mod tests {
             DataType::Int16 => vec(any::<i16>(), n).prop_map(TensorData::Int16).boxed(),
             DataType::Int32 => vec(any::<i32>(), n).prop_map(TensorData::Int32).boxed(),
             DataType::Int64 => vec(any::<i64>(), n).prop_map(TensorData::Int64).boxed(),
-            DataType::Fp16 => vec(any::<u16>().prop_map(f16::from_bits), n)
-                .prop_map(TensorData::Fp16)
-                .boxed(),
-            DataType::Bf16 => vec(any::<u16>().prop_map(bf16::from_bits), n)
-                .prop_map(TensorData::Bf16)
-                .boxed(),
-            DataType::Fp32 => vec(any::<u32>().prop_map(f32::from_bits), n)
-                .prop_map(TensorData::Fp32)
-                .boxed(),
-            DataType::Fp64 => vec(any::<u64>().prop_map(f64::from_bits), n)
-                .prop_map(TensorData::Fp64)
-                .boxed(),
+            DataType::Fp16 => {
+                vec(any::<u16>().prop_map(f16::from_bits), n).prop_map(TensorData::Fp16).boxed()
+            }
+            DataType::Bf16 => {
+                vec(any::<u16>().prop_map(bf16::from_bits), n).prop_map(TensorData::Bf16).boxed()
+            }
+            DataType::Fp32 => {
+                vec(any::<u32>().prop_map(f32::from_bits), n).prop_map(TensorData::Fp32).boxed()
+            }
+            DataType::Fp64 => {
+                vec(any::<u64>().prop_map(f64::from_bits), n).prop_map(TensorData::Fp64).boxed()
+            }
             DataType::Bytes => vec(vec(any::<u8>(), 0..6).prop_map(Bytes::from), n)
                 .prop_map(TensorData::Bytes)
                 .boxed(),
@@ -202,10 +202,7 @@ pub(crate) mod tests {
 
     /// Any datatype, a small shape (zero-size dims included) and matching data.
     pub(crate) fn arb_tensor_parts() -> impl Strategy<Value = (Vec<i64>, TensorData)> {
-        (
-            proptest::sample::select(DataType::ALL.to_vec()),
-            proptest::collection::vec(0i64..4, 0..4),
-        )
+        (proptest::sample::select(DataType::ALL.to_vec()), proptest::collection::vec(0i64..4, 0..4))
             .prop_flat_map(|(dt, shape)| {
                 let n = shape.iter().product::<i64>() as usize;
                 (Just(shape), arb_data_for(dt, n))
@@ -231,17 +228,9 @@ pub(crate) mod tests {
         assert_eq!(v, TensorData::Fp32(vec![1.5]));
         let v = decode_raw("b", DataType::Bool, &[3], &[0, 1, 7]).unwrap();
         assert_eq!(v, TensorData::Bool(vec![false, true, true]));
-        let v = decode_raw(
-            "s",
-            DataType::Bytes,
-            &[2],
-            &[2, 0, 0, 0, b'h', b'i', 0, 0, 0, 0],
-        )
-        .unwrap();
-        assert_eq!(
-            v,
-            TensorData::Bytes(vec![Bytes::from_static(b"hi"), Bytes::new()])
-        );
+        let v =
+            decode_raw("s", DataType::Bytes, &[2], &[2, 0, 0, 0, b'h', b'i', 0, 0, 0, 0]).unwrap();
+        assert_eq!(v, TensorData::Bytes(vec![Bytes::from_static(b"hi"), Bytes::new()]));
     }
 
     #[test]
@@ -258,10 +247,7 @@ pub(crate) mod tests {
             "tensor \"s\": shape [2] needs 2 BYTES elements, raw data ends after 1"
         );
         let e = decode_raw("s", DataType::Bytes, &[1], &[5, 0, 0, 0, b'a']).unwrap_err();
-        assert_eq!(
-            e.message,
-            "tensor \"s\": BYTES element 0 declares 5 bytes, only 1 remain"
-        );
+        assert_eq!(e.message, "tensor \"s\": BYTES element 0 declares 5 bytes, only 1 remain");
         let e = decode_raw("s", DataType::Bytes, &[1], &[1, 0, 0, 0, b'a', 9]).unwrap_err();
         assert_eq!(
             e.message,
@@ -273,14 +259,8 @@ pub(crate) mod tests {
             "tensor \"s\": shape [1] needs 1 BYTES elements, raw data ends after 0"
         );
         let e = decode_raw("x", DataType::Int8, &[-1], &[]).unwrap_err();
-        assert_eq!(
-            e.message,
-            "tensor \"x\": shape [-1] has a negative dimension"
-        );
+        assert_eq!(e.message, "tensor \"x\": shape [-1] has a negative dimension");
         let e = decode_raw("x", DataType::Fp64, &[i64::MAX / 2], &[]).unwrap_err();
-        assert_eq!(
-            e.message,
-            format!("tensor \"x\": shape [{}] is too large", i64::MAX / 2)
-        );
+        assert_eq!(e.message, format!("tensor \"x\": shape [{}] is too large", i64::MAX / 2));
     }
 }

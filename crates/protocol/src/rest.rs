@@ -145,9 +145,8 @@ impl BinaryCursor<'_> {
 pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<InferRequest> {
     let (header, binary) = split_body(body, header_length)?;
     let wire: WireRequest<'_> = serde_json::from_slice(header).map_err(json_error)?;
-    let wire_inputs = wire
-        .inputs
-        .ok_or_else(|| ProtocolError::invalid("missing required field \"inputs\""))?;
+    let wire_inputs =
+        wire.inputs.ok_or_else(|| ProtocolError::invalid("missing required field \"inputs\""))?;
     let mut cursor = BinaryCursor { rest: binary };
     let mut inputs = Vec::with_capacity(wire_inputs.len());
     for (i, w) in wire_inputs.into_iter().enumerate() {
@@ -163,10 +162,7 @@ pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<Infer
                 let name = o.name.ok_or_else(|| {
                     ProtocolError::invalid(format!("output {i}: missing required field \"name\""))
                 })?;
-                Ok(RequestedOutput {
-                    name,
-                    parameters: o.parameters.unwrap_or_default(),
-                })
+                Ok(RequestedOutput { name, parameters: o.parameters.unwrap_or_default() })
             })
             .collect::<Result<_>>()?,
     };
@@ -185,9 +181,8 @@ pub fn decode_response(body: &[u8], header_length: Option<usize>) -> Result<Infe
     let model_name = wire
         .model_name
         .ok_or_else(|| ProtocolError::invalid("missing required field \"model_name\""))?;
-    let wire_outputs = wire
-        .outputs
-        .ok_or_else(|| ProtocolError::invalid("missing required field \"outputs\""))?;
+    let wire_outputs =
+        wire.outputs.ok_or_else(|| ProtocolError::invalid("missing required field \"outputs\""))?;
     let mut cursor = BinaryCursor { rest: binary };
     let mut outputs = Vec::with_capacity(wire_outputs.len());
     for (i, w) in wire_outputs.into_iter().enumerate() {
@@ -215,9 +210,7 @@ fn decode_tensor(
         ProtocolError::invalid(format!("{kind} {index}: missing required field \"name\""))
     })?;
     let missing = |field: &str| {
-        ProtocolError::invalid(format!(
-            "{kind} \"{name}\": missing required field \"{field}\""
-        ))
+        ProtocolError::invalid(format!("{kind} \"{name}\": missing required field \"{field}\""))
     };
     let shape = w.shape.ok_or_else(|| missing("shape"))?;
     let datatype_name = w.datatype.ok_or_else(|| missing("datatype"))?;
@@ -232,14 +225,11 @@ fn decode_tensor(
                     "{kind} \"{name}\": has both \"data\" and binary_data_size"
                 )));
             }
-            let size = size
-                .as_u64()
-                .and_then(|s| usize::try_from(s).ok())
-                .ok_or_else(|| {
-                    ProtocolError::invalid(format!(
-                        "{kind} \"{name}\": binary_data_size must be a non-negative integer"
-                    ))
-                })?;
+            let size = size.as_u64().and_then(|s| usize::try_from(s).ok()).ok_or_else(|| {
+                ProtocolError::invalid(format!(
+                    "{kind} \"{name}\": binary_data_size must be a non-negative integer"
+                ))
+            })?;
             let Some((bytes, rest)) = cursor.rest.split_at_checked(size) else {
                 return Err(ProtocolError::invalid(format!(
                     "{kind} \"{name}\": binary_data_size is {size} but only {} bytes of binary \
@@ -264,12 +254,7 @@ fn decode_tensor(
                 .map_err(|msg| ProtocolError::invalid(format!("{kind} \"{name}\": {msg}")))?
         }
     };
-    let tensor = Tensor {
-        name,
-        shape,
-        data,
-        parameters,
-    };
+    let tensor = Tensor { name, shape, data, parameters };
     tensor.validate()?;
     Ok(tensor)
 }
@@ -361,10 +346,7 @@ pub fn decode_raw_single_input(body: &[u8], input: &TensorMetadata) -> Result<In
     let data = decode_raw(name, datatype, &shape, body)?;
     let tensor = Tensor::new(name.clone(), shape, data);
     tensor.validate()?;
-    Ok(InferRequest {
-        inputs: vec![tensor],
-        ..InferRequest::default()
-    })
+    Ok(InferRequest { inputs: vec![tensor], ..InferRequest::default() })
 }
 
 /// Counts the length-prefixed BYTES elements of a raw body (a truncated last element counts,
@@ -397,11 +379,8 @@ impl ResponseEncoding {
     /// when the request parameter `binary_data_output` is true and the output did not say
     /// false.
     pub fn from_request(req: &InferRequest) -> ResponseEncoding {
-        let binary_by_default = req
-            .parameters
-            .get(BINARY_DATA_OUTPUT)
-            .and_then(Parameter::as_bool)
-            .unwrap_or(false);
+        let binary_by_default =
+            req.parameters.get(BINARY_DATA_OUTPUT).and_then(Parameter::as_bool).unwrap_or(false);
         let per_output = req
             .outputs
             .iter()
@@ -410,29 +389,19 @@ impl ResponseEncoding {
                 Some((o.name.clone(), b))
             })
             .collect();
-        ResponseEncoding {
-            binary_by_default,
-            per_output,
-        }
+        ResponseEncoding { binary_by_default, per_output }
     }
 
     /// Every output as binary data.
     pub fn all_binary() -> ResponseEncoding {
-        ResponseEncoding {
-            binary_by_default: true,
-            per_output: BTreeMap::new(),
-        }
+        ResponseEncoding { binary_by_default: true, per_output: BTreeMap::new() }
     }
 
     /// Whether `output` goes as binary data. FP16/BF16 outputs and BYTES outputs that are
     /// not valid UTF-8 always do, since JSON cannot carry them.
     pub fn is_binary(&self, output: &Tensor) -> bool {
         needs_binary(&output.data)
-            || self
-                .per_output
-                .get(&output.name)
-                .copied()
-                .unwrap_or(self.binary_by_default)
+            || self.per_output.get(&output.name).copied().unwrap_or(self.binary_by_default)
     }
 }
 
@@ -467,11 +436,8 @@ pub fn encode_response(resp: &InferResponse, enc: &ResponseEncoding) -> EncodedB
 /// Encodes a V2 REST inference request (client side). With `binary_inputs` every input goes
 /// as binary data; FP16/BF16 inputs and non-UTF-8 BYTES inputs always do.
 pub fn encode_request(req: &InferRequest, binary_inputs: bool) -> EncodedBody {
-    let binary: Vec<bool> = req
-        .inputs
-        .iter()
-        .map(|t| binary_inputs || needs_binary(&t.data))
-        .collect();
+    let binary: Vec<bool> =
+        req.inputs.iter().map(|t| binary_inputs || needs_binary(&t.data)).collect();
     let mut out = Vec::with_capacity(256 + req.inputs.iter().map(json_size_hint).sum::<usize>());
     out.push(b'{');
     // `write_common` writes each member with a leading comma; the first member is `inputs`.
@@ -518,20 +484,14 @@ fn write_common(id: Option<&str>, parameters: &Parameters, out: &mut Vec<u8>) {
 /// Appends the binary parts after the JSON and sets the header length when there are any.
 fn finish_body(mut out: Vec<u8>, tensors: &[Tensor], binary: &[bool]) -> EncodedBody {
     if !binary.contains(&true) {
-        return EncodedBody {
-            body: out,
-            header_length: None,
-        };
+        return EncodedBody { body: out, header_length: None };
     }
     let json_len = out.len();
     out.reserve(tensors.iter().map(|t| t.data.raw_byte_len()).sum());
     for (t, _) in tensors.iter().zip(binary).filter(|(_, b)| **b) {
         encode_raw(&t.data, &mut out);
     }
-    EncodedBody {
-        body: out,
-        header_length: Some(json_len),
-    }
+    EncodedBody { body: out, header_length: Some(json_len) }
 }
 
 fn write_tensors(tensors: &[Tensor], binary: &[bool], out: &mut Vec<u8>) {

@@ -100,8 +100,7 @@ impl JsonElem for bool {
 impl JsonElem for f32 {
     const DATATYPE: DataType = DataType::Fp32;
     fn from_number(tok: &str) -> Result<Self, ElemError> {
-        tok.parse()
-            .map_err(|_| ElemError::Kind("a malformed number"))
+        tok.parse().map_err(|_| ElemError::Kind("a malformed number"))
     }
     fn from_null() -> Result<Self, ElemError> {
         Ok(f32::NAN)
@@ -111,8 +110,7 @@ impl JsonElem for f32 {
 impl JsonElem for f64 {
     const DATATYPE: DataType = DataType::Fp64;
     fn from_number(tok: &str) -> Result<Self, ElemError> {
-        tok.parse()
-            .map_err(|_| ElemError::Kind("a malformed number"))
+        tok.parse().map_err(|_| ElemError::Kind("a malformed number"))
     }
     fn from_null() -> Result<Self, ElemError> {
         Ok(f64::NAN)
@@ -192,11 +190,7 @@ impl ShapeTracker {
     /// The shape of the parsed value (`[]` for a scalar).
     pub(crate) fn shape(&self) -> Vec<usize> {
         let depth = self.leaf_depth.unwrap_or(0);
-        self.dims
-            .iter()
-            .take(depth)
-            .map(|d| d.unwrap_or(0))
-            .collect()
+        self.dims.iter().take(depth).map(|d| d.unwrap_or(0)).collect()
     }
 }
 
@@ -238,11 +232,7 @@ impl Parser<'_> {
     }
 
     fn literal(&mut self, lit: &str) -> Result<(), String> {
-        if self
-            .text
-            .get(self.pos..)
-            .is_some_and(|s| s.starts_with(lit))
-        {
+        if self.text.get(self.pos..).is_some_and(|s| s.starts_with(lit)) {
             self.pos += lit.len();
             Ok(())
         } else {
@@ -580,10 +570,7 @@ mod tests {
         let nan = parse::<f64>("[null, 1e999, 0.1]").unwrap();
         assert!(nan[0].is_nan() && nan[1] == f64::INFINITY && nan[2] == 0.1);
         let s = parse::<Bytes>(r#"["a\"b", "é", ""]"#).unwrap();
-        assert_eq!(
-            s,
-            ["a\"b", "é", ""].map(|s| Bytes::from(s.as_bytes().to_vec()))
-        );
+        assert_eq!(s, ["a\"b", "é", ""].map(|s| Bytes::from(s.as_bytes().to_vec())));
     }
 
     #[test]
