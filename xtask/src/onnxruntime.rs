@@ -42,10 +42,7 @@ pub fn ensure(sh: &Shell) -> Result<PathBuf> {
     if is_current(&lib, &stamp_path()) {
         return Ok(lib);
     }
-    eprintln!(
-        "xtask: installing ONNX Runtime {VERSION} into {}",
-        lib.display()
-    );
+    eprintln!("xtask: installing ONNX Runtime {VERSION} into {}", lib.display());
 
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let wheels = crate::state_dir().join("cache").join("wheels");
@@ -84,10 +81,7 @@ fn find_wheel(dir: &Path) -> Result<PathBuf> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if name.starts_with(&prefix) && name.ends_with(".whl") {
             found.push(path);
         }
@@ -95,10 +89,7 @@ fn find_wheel(dir: &Path) -> Result<PathBuf> {
     found.sort();
     match found.pop() {
         Some(wheel) => Ok(wheel),
-        None => bail!(
-            "pip reported success but no {prefix}*.whl is in {}",
-            dir.display()
-        ),
+        None => bail!("pip reported success but no {prefix}*.whl is in {}", dir.display()),
     }
 }
 
