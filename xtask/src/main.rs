@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: every developer and CI workflow of oxserve as one command.
 
 mod bench;
+mod conformance;
 mod demo;
 mod fixtures;
 mod onnxruntime;
@@ -33,6 +34,8 @@ enum Command {
     Fixtures,
     /// Run benchmarks.
     Bench(bench::Args),
+    /// Run the V2 conformance suite against a server (--url) or a local peer (--peer).
+    Conformance(conformance::Args),
 }
 
 fn main() -> Result<()> {
@@ -45,6 +48,7 @@ fn main() -> Result<()> {
         Command::Demo(args) => demo::run(&sh, args),
         Command::Fixtures => fixtures::run(&sh),
         Command::Bench(args) => bench::run(&sh, args),
+        Command::Conformance(args) => conformance::run(&sh, args),
     }
 }
 

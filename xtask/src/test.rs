@@ -20,6 +20,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         .run()
         .context("workspace tests failed")?;
     cmd!(sh, "cargo test --workspace --doc").run().context("doc tests failed")?;
+    crate::conformance::gate(sh)?;
     if !no_python {
         let python = crate::python_clients::ensure(sh)?;
         let _py_env = sh.push_env("OXSERVE_TEST_PYTHON", &python);
