@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: every developer and CI workflow of oxserve as one command.
 
+mod agent_env;
 mod bench;
 mod conformance;
 mod demo;

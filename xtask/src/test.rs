@@ -27,6 +27,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         cmd!(sh, "cargo test -p oxserve-cli --test it -- --ignored --exact python::")
             .run()
             .context("Python client tests failed")?;
+        crate::agent_env::run_tests(sh)?;
     }
     eprintln!("xtask: all tests passed");
     Ok(())

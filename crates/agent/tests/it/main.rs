@@ -1,0 +1,6 @@
+//! Integration tests of oxserve-agent against real servers on loopback: an S3-compatible
+//! server (moto, from the venv `cargo xtask test` prepares), HTTP file servers and sinks.
+
+mod http_pull;
+mod s3;
+mod support;
