@@ -22,12 +22,12 @@ pub enum LevelFilter {
 impl LevelFilter {
     /// True when cases of `level` run under this filter.
     pub fn includes(self, level: Level) -> bool {
-        match (self, level) {
-            (_, Level::Must | Level::Extension(_)) => true,
-            (LevelFilter::Should | LevelFilter::All, Level::Should) => true,
-            (LevelFilter::All, Level::May) => true,
-            _ => false,
-        }
+        matches!(
+            (self, level),
+            (_, Level::Must | Level::Extension(_))
+                | (LevelFilter::Should | LevelFilter::All, Level::Should)
+                | (LevelFilter::All, Level::May)
+        )
     }
 }
 

@@ -296,7 +296,9 @@ async fn binary_output(ctx: &Ctx) -> Checked {
             o.name
         );
     }
-    let (body, len) = binary_body(&inputs, None);
+    // The same outputs requested without binary_data, so only the encoding differs.
+    let plain_outputs: Vec<Value> = model.outputs.iter().map(|o| json!({"name": o.name})).collect();
+    let (body, len) = binary_body(&inputs, Some(Value::Array(plain_outputs)));
     let (_, plain) = parse_binary_response(&post_binary(ctx, &model.name, body, len).await?)?;
     ensure!(plain == binary, "outputs differ between binary and JSON output encodings");
     Ok(())
