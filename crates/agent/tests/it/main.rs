@@ -2,5 +2,6 @@
 //! server (moto, from the venv `cargo xtask test` prepares), HTTP file servers and sinks.
 
 mod http_pull;
+mod logger;
 mod s3;
 mod support;
