@@ -1,6 +1,8 @@
 //! The `oxserve` binary: one command line for serving and using models.
 
+mod agent;
 mod infer;
+mod pull;
 mod serve;
 
 use anyhow::Result;
@@ -32,6 +34,10 @@ enum Command {
     Serve(serve::Args),
     /// Send one V2 inference request to a server and print the response.
     Infer(infer::Args),
+    /// Run the sidecar agent: payload logging, request batching, multi-model puller.
+    Agent(agent::Args),
+    /// Fetch a model from a storage URI into a directory.
+    Pull(pull::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +46,8 @@ fn main() -> std::process::ExitCode {
     let result: Result<()> = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Infer(args) => infer::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Pull(args) => pull::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -3,5 +3,7 @@
 
 mod http_pull;
 mod logger;
+mod proxy;
 mod s3;
 mod support;
+mod watcher;

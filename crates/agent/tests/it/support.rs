@@ -192,3 +192,42 @@ impl Dirs {
             .collect()
     }
 }
+
+/// A real `oxserve-server` on an ephemeral loopback port serving the model repository
+/// `repo`; stops when the returned sender is dropped.
+pub async fn start_server(repo: &Path) -> (String, tokio::sync::oneshot::Sender<()>) {
+    use oxserve_server::core::{Core, CoreConfig};
+    use oxserve_server::serve::{Listeners, ServeOptions, serve};
+    let repository = oxserve_server::repository::Repository::open(repo).unwrap();
+    let core = std::sync::Arc::new(Core::new(CoreConfig::default(), Some(repository)));
+    core.load_all().await;
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = http.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = rx.await;
+        };
+        serve(Listeners { http, grpc: None }, core, ServeOptions::default(), stop).await.unwrap();
+    });
+    (format!("http://{addr}"), tx)
+}
+
+/// The workspace's model fixtures.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/models").join(name)
+}
+
+/// A repository directory holding copies of the named fixture models.
+pub fn repo_with(dir: &Path, models: &[&str]) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for m in models {
+        let dst = repo.join(m);
+        std::fs::create_dir_all(&dst).unwrap();
+        for e in std::fs::read_dir(fixture(m)).unwrap().flatten() {
+            std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+        }
+    }
+    repo
+}
