@@ -140,7 +140,10 @@ impl Ctx {
         if !(rest.starts_with("http://") || rest.starts_with("https://")) {
             return Err(Error::Target(format!("REST URL \"{rest}\" must start with http://")));
         }
+        // A fresh connection per request: a server that drops a connection after an error
+        // response must not make the next, unrelated case fail on a stale pooled socket.
         let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
             .timeout(target.request_timeout)
             .build()
             .map_err(|e| Error::Target(format!("building the HTTP client: {e}")))?;

@@ -209,7 +209,7 @@ fn start_mlserver(sh: &Shell) -> Result<Started> {
     std::fs::write(
         dir.join("settings.json"),
         format!(
-            r#"{{"host": "127.0.0.1", "http_port": {http}, "grpc_port": {grpc}, "metrics_port": {metrics}, "load_models_at_startup": true}}"#
+            r#"{{"host": "127.0.0.1", "http_port": {http}, "grpc_port": {grpc}, "metrics_port": {metrics}, "parallel_workers": 0, "load_models_at_startup": true}}"#
         ),
     )?;
     std::fs::write(
@@ -226,13 +226,13 @@ fn start_mlserver(sh: &Shell) -> Result<Started> {
         .current_dir(&dir)
         .spawn()
         .context("starting mlserver")?;
-    let started = Started {
+    let mut started = Started {
         child,
         rest: format!("http://127.0.0.1:{http}"),
         grpc: Some(format!("127.0.0.1:{grpc}")),
         model: Some("iris-sklearn".into()),
     };
-    wait_ready(&started, http, "/v2/models/iris-sklearn/ready")?;
+    wait_ready(&mut started, http, "/v2/models/iris-sklearn/ready")?;
     Ok(started)
 }
 
@@ -246,6 +246,7 @@ joblib==1.5.1
 const KSERVE_SERVER: &str = r#"
 import sys, joblib, numpy as np, kserve
 from kserve import InferRequest, InferResponse, InferOutput
+from kserve.utils.utils import generate_uuid
 
 class Iris(kserve.Model):
     def __init__(self, name, path):
@@ -269,7 +270,9 @@ class Iris(kserve.Model):
         y = self.model.predict(x).astype(np.int64)
         out = InferOutput(name="predict", shape=list(y.shape), datatype="INT64")
         out.set_data_from_numpy(y)
-        return InferResponse(model_name=self.name, infer_outputs=[out], response_id=payload.id)
+        # KServe's REST response needs a string id: echo the request's or make one.
+        return InferResponse(model_name=self.name, infer_outputs=[out],
+                             response_id=payload.id or generate_uuid())
 
 if __name__ == "__main__":
     model = Iris("iris-sklearn", sys.argv[1])
@@ -291,13 +294,13 @@ fn start_kserve(sh: &Shell) -> Result<Started> {
         .current_dir(&dir)
         .spawn()
         .context("starting the KServe model server")?;
-    let started = Started {
+    let mut started = Started {
         child,
         rest: format!("http://127.0.0.1:{http}"),
         grpc: Some(format!("127.0.0.1:{grpc}")),
         model: Some("iris-sklearn".into()),
     };
-    wait_ready(&started, http, "/v2/models/iris-sklearn/ready")?;
+    wait_ready(&mut started, http, "/v2/models/iris-sklearn/ready")?;
     Ok(started)
 }
 
@@ -316,9 +319,12 @@ fn free_port() -> Result<u16> {
 }
 
 /// Polls `GET path` until it answers 200 (the peers print no machine-readable line).
-fn wait_ready(server: &Started, port: u16, path: &str) -> Result<()> {
+fn wait_ready(server: &mut Started, port: u16, path: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
+        if let Some(status) = server.child.try_wait()? {
+            bail!("{} exited before becoming ready ({status})", server.rest);
+        }
         if http_status(port, path).is_ok_and(|s| s == 200) {
             return Ok(());
         }

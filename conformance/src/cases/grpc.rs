@@ -375,7 +375,8 @@ pub fn decode_response(resp: &ModelInferResponse) -> Result<Vec<GrpcOutput>, Sto
             fail(format!("output {:?} has invalid datatype {:?}", o.name, o.datatype))
         })?;
         let data = if raw {
-            if o.contents.is_some() {
+            // An empty contents message carries no data; only data next to raw is mixing.
+            if o.contents.as_ref().is_some_and(|c| *c != InferTensorContents::default()) {
                 return Err(fail(format!(
                     "output {:?} has typed contents next to raw_output_contents",
                     o.name
@@ -525,14 +526,16 @@ async fn infer_versioned(ctx: &Ctx) -> Checked {
 }
 
 async fn infer_id_echo(ctx: &Ctx) -> Checked {
-    let mut req = typed_request(ctx)?;
-    req.id = "conformance-id-42/é".into();
-    let (resp, _) = infer(ctx, req).await?;
-    ensure!(
-        resp.id == "conformance-id-42/é",
-        "id is {:?}, expected \"conformance-id-42/é\"",
-        resp.id
-    );
+    // ASCII first, then non-ASCII (the id is any string), so the report tells them apart.
+    for id in super::ECHO_IDS {
+        let mut req = typed_request(ctx)?;
+        req.id = id.to_owned();
+        let resp = ctx.grpc()?.model_infer(req).await.map_err(|s| {
+            Stop::Fail(format!("ModelInfer with id {id:?} answered {}", status_text(&s)))
+        })?;
+        let got = &resp.get_ref().id;
+        ensure!(got == id, "id is {got:?}, expected {id:?}");
+    }
     Ok(())
 }
 

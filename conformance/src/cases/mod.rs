@@ -26,6 +26,9 @@ pub fn catalog() -> Vec<Case> {
     cases
 }
 
+/// Request ids the id-echo cases send: plain ASCII, then non-ASCII UTF-8.
+pub const ECHO_IDS: [&str; 2] = ["conformance-id-42", "conformance-id-42/é"];
+
 /// A model name no server serves.
 pub const UNKNOWN_MODEL: &str = "conformance-no-such-model";
 
@@ -129,6 +132,9 @@ impl RestResponse {
 /// Checks an inference response object against the schema (`model_name`, optional
 /// `model_version`/`id`/`parameters`, `outputs` of `name`/`shape`/`datatype`/`data` with as
 /// many elements as the shape says) and returns it parsed.
+///
+/// An optional field that is `null` is taken as absent here, so one such defect does not fail
+/// every inference case; [`check_optional_fields`] (its own case) judges it.
 pub fn parse_rest_response(v: &Value) -> Result<RestResponse, Stop> {
     let fail = |m: String| Stop::Fail(format!("infer response: {m}: {}", truncate(&v.to_string())));
     let obj = v.as_object().ok_or_else(|| fail("not a JSON object".into()))?;
@@ -137,17 +143,17 @@ pub fn parse_rest_response(v: &Value) -> Result<RestResponse, Stop> {
         .and_then(Value::as_str)
         .ok_or_else(|| fail("\"model_name\" missing or not a string".into()))?
         .to_owned();
-    if let Some(mv) = obj.get("model_version")
+    if let Some(mv) = obj.get("model_version").filter(|x| !x.is_null())
         && !mv.is_string()
     {
         return Err(fail("\"model_version\" is not a string".into()));
     }
     let id = match obj.get("id") {
-        None => None,
+        None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(fail("\"id\" is not a string".into())),
     };
-    if let Some(p) = obj.get("parameters")
+    if let Some(p) = obj.get("parameters").filter(|x| !x.is_null())
         && !p.is_object()
     {
         return Err(fail("\"parameters\" is not an object".into()));
@@ -200,6 +206,37 @@ pub fn parse_rest_response(v: &Value) -> Result<RestResponse, Stop> {
         parsed.push(RestOutput { name, datatype, shape, data, binary_size });
     }
     Ok(RestResponse { model_name, id, outputs: parsed })
+}
+
+/// Fails when an optional field of an inference response is present with the wrong type
+/// (`null` included): `model_version` and `id` must be strings, `parameters` (of the response
+/// and of each output) objects.
+pub fn check_optional_fields(v: &Value) -> Result<(), Stop> {
+    let mut wrong = Vec::new();
+    for (key, want_string) in [("model_version", true), ("id", true), ("parameters", false)] {
+        if let Some(x) = v.get(key) {
+            let ok = if want_string { x.is_string() } else { x.is_object() };
+            if !ok {
+                wrong.push(format!("\"{key}\" is {x}"));
+            }
+        }
+    }
+    for o in v.get("outputs").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(x) = o.get("parameters")
+            && !x.is_object()
+        {
+            wrong.push(format!("output \"parameters\" is {x}"));
+        }
+    }
+    if wrong.is_empty() {
+        Ok(())
+    } else {
+        Err(Stop::Fail(format!(
+            "optional fields present with the wrong type ({}): {}",
+            wrong.join(", "),
+            truncate(&v.to_string())
+        )))
+    }
 }
 
 /// The first 300 characters of `s`.

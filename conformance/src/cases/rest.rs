@@ -105,6 +105,13 @@ pub fn cases() -> Vec<Case> {
             infer_flat
         ),
         case!(
+            "rest.infer.optional-fields",
+            Must,
+            RESPONSE,
+            "optional response fields, when present, have their declared types: \"model_version\" and \"id\" strings, \"parameters\" objects (null is neither)",
+            infer_optional_fields
+        ),
+        case!(
             "rest.infer.versioned",
             Must,
             INFER,
@@ -344,6 +351,11 @@ async fn infer_flat(ctx: &Ctx) -> Checked {
     Ok(())
 }
 
+async fn infer_optional_fields(ctx: &Ctx) -> Checked {
+    let (v, _) = infer_with(ctx, None, |b| b["id"] = json!("conformance-optional-fields")).await?;
+    super::check_optional_fields(&v)
+}
+
 async fn infer_versioned(ctx: &Ctx) -> Checked {
     let v = version(ctx)?;
     let (_, r) = infer_with(ctx, Some(&v), |_| {}).await?;
@@ -384,9 +396,11 @@ async fn infer_nested(ctx: &Ctx) -> Checked {
 }
 
 async fn infer_id_echo(ctx: &Ctx) -> Checked {
-    let id = "conformance-id-42/é";
-    let (_, r) = infer_with(ctx, None, |b| b["id"] = json!(id)).await?;
-    ensure!(r.id.as_deref() == Some(id), "the response \"id\" is {:?}, expected {id:?}", r.id);
+    // ASCII first, then non-ASCII (the id is any string), so the report tells them apart.
+    for id in super::ECHO_IDS {
+        let (_, r) = infer_with(ctx, None, |b| b["id"] = json!(id)).await?;
+        ensure!(r.id.as_deref() == Some(id), "the response \"id\" is {:?}, expected {id:?}", r.id);
+    }
     Ok(())
 }
 

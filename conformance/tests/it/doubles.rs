@@ -30,6 +30,7 @@ enum Break {
     MetadataErrorNotJson,
     UnknownModelMetadata400,
     DropId,
+    NullModelVersion,
     IgnoreOutputsFilter,
     DropLastOutputByDefault,
     RejectNestedData,
@@ -62,6 +63,7 @@ fn expectations() -> Vec<(Break, &'static [&'static str])> {
         (MetadataErrorNotJson, &["rest.metadata.unknown-model-error"]),
         (UnknownModelMetadata400, &["rest.metadata.unknown-model-404"]),
         (DropId, &["rest.infer.id-echo"]),
+        (NullModelVersion, &["rest.infer.optional-fields"]),
         (
             IgnoreOutputsFilter,
             // Dropping the filter also drops the request for an output the model lacks.
@@ -255,6 +257,7 @@ async fn rest_proxy(State(p): State<Arc<Proxy>>, req: Request) -> Response {
                 o.remove("id");
             }
         }),
+        Some(NullModelVersion) if is_infer => edit_json(&mut |v| v["model_version"] = Value::Null),
         Some(DropLastOutputByDefault) if is_infer && !had_outputs => edit_json(&mut |v| {
             if let Some(o) = v["outputs"].as_array_mut()
                 && o.len() > 1
