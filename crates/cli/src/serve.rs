@@ -4,6 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use oxserve_server::core::{Core, CoreConfig};
@@ -33,11 +34,25 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, env = "OXSERVE_THREADS")]
     threads: Option<usize>,
+    /// Seconds shutdown waits for requests in flight before closing connections anyway.
+    #[arg(long, env = "OXSERVE_SHUTDOWN_TIMEOUT", default_value_t = 30.0)]
+    shutdown_timeout: f64,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let Args { model_repository, host, http_port, grpc_port, no_grpc, max_body_bytes, threads } =
-        args;
+    let Args {
+        model_repository,
+        host,
+        http_port,
+        grpc_port,
+        no_grpc,
+        max_body_bytes,
+        threads,
+        shutdown_timeout,
+    } = args;
+    let shutdown_timeout = Duration::try_from_secs_f64(shutdown_timeout).map_err(|_| {
+        anyhow::anyhow!("--shutdown-timeout must be a non-negative number of seconds")
+    })?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
     if let Some(n) = threads {
@@ -72,7 +87,7 @@ pub fn run(args: Args) -> Result<()> {
                 Some(reason) => tracing::warn!(model = %entry.name, %reason, "not serving"),
             }
         }
-        serve(Listeners { http, grpc }, core, ServeOptions { max_body_bytes }, shutdown_signal())
+        serve(Listeners { http, grpc }, core, ServeOptions { max_body_bytes, shutdown_timeout }, shutdown_signal())
             .await
             .context("serving")?;
         tracing::info!("stopped");

@@ -234,7 +234,9 @@ impl Core {
     ) -> Result<InferResponse> {
         let start = Instant::now();
         let served = self.version(model, version)?;
+        let in_flight = served.metrics.in_flight();
         let result = served.run(request).await;
+        drop(in_flight);
         let elapsed = start.elapsed();
         served.metrics.observe_request(
             protocol,

@@ -65,6 +65,7 @@ pub struct Metrics {
     latency: HistogramFamily,
     queue: HistogramFamily,
     batch_size: HistogramFamily,
+    in_flight: Family<ModelLabels, Gauge>,
     models_loaded: Gauge,
 }
 
@@ -82,6 +83,7 @@ impl Metrics {
         let queue = HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
         let batch_size =
             HistogramFamily::new_with_constructor(batch_size_histogram as fn() -> Histogram);
+        let in_flight = Family::<ModelLabels, Gauge>::default();
         let models_loaded = Gauge::default();
         registry.register(
             "inference_requests",
@@ -100,26 +102,21 @@ impl Metrics {
         );
         registry.register("batch_size", "Rows per executed batch", batch_size.clone());
         registry.register(
+            "inflight_requests",
+            "Requests a model is working on or has queued",
+            in_flight.clone(),
+        );
+        registry.register(
             "models_loaded",
             "Model versions currently loaded",
             models_loaded.clone(),
         );
-        Metrics {
-            registry,
-            requests,
-            latency,
-            queue,
-            batch_size,
-            models_loaded,
-        }
+        Metrics { registry, requests, latency, queue, batch_size, in_flight, models_loaded }
     }
 
     /// Resolves the handles one model version uses on the request path.
     pub fn for_model(&self, model: &str, version: &str) -> ModelMetrics {
-        let labels = ModelLabels {
-            model: model.to_owned(),
-            version: version.to_owned(),
-        };
+        let labels = ModelLabels { model: model.to_owned(), version: version.to_owned() };
         let success = |protocol: Protocol| {
             self.requests.get_or_create_owned(&RequestLabels {
                 model: model.to_owned(),
@@ -138,6 +135,7 @@ impl Metrics {
             latency: self.latency.get_or_create_owned(&labels),
             queue: self.queue.get_or_create_owned(&labels),
             batch_size: self.batch_size.get_or_create_owned(&labels),
+            in_flight: self.in_flight.get_or_create_owned(&labels),
         }
     }
 
@@ -167,9 +165,25 @@ pub struct ModelMetrics {
     latency: Histogram,
     queue: Histogram,
     batch_size: Histogram,
+    in_flight: Gauge,
+}
+
+/// Counts a request as in flight until dropped.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl ModelMetrics {
+    /// Marks one request in flight for as long as the guard lives.
+    pub fn in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
+    }
+
     /// Counts one request and its latency.
     pub fn observe_request(
         &self,
@@ -221,19 +235,22 @@ mod tests {
             Duration::from_millis(1),
         );
         m.observe_batch(Duration::from_micros(10), 4);
+        let guard = m.in_flight();
+        assert!(
+            metrics.encode().contains(r#"oxserve_inflight_requests{model="iris",version="1"} 1"#)
+        );
+        drop(guard);
         metrics.set_models_loaded(1);
         let text = metrics.encode();
         assert!(text.contains(
             r#"oxserve_inference_requests_total{model="iris",version="1",protocol="rest",outcome="success"} 1"#
         ), "{text}");
-        assert!(
-            text.contains(r#"protocol="grpc",outcome="invalid_argument"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"oxserve_batch_size_count{model="iris",version="1"} 1"#),
-            "{text}"
-        );
+        assert!(text.contains(r#"protocol="grpc",outcome="invalid_argument"} 1"#), "{text}");
+        assert!(text.contains(r#"oxserve_batch_size_count{model="iris",version="1"} 1"#), "{text}");
         assert!(text.contains("oxserve_models_loaded 1"), "{text}");
+        assert!(
+            text.contains(r#"oxserve_inflight_requests{model="iris",version="1"} 0"#),
+            "{text}"
+        );
     }
 }

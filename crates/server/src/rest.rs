@@ -174,11 +174,12 @@ async fn infer_inner(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
+    // Unknown models answer 404 before the body is read or decoded.
+    let served = s.core.version(&model, version.as_deref())?;
     let header_length = header_length(&headers)?;
     let body = read_body(body, &headers, s.max_body_bytes).await?;
     let request = if header_length == Some(0) {
         // Raw binary request: the body is the data of the model's only input.
-        let served = s.core.version(&model, version.as_deref())?;
         let [input] = served.metadata.inputs.as_slice() else {
             return Err(ProtocolError::invalid(format!(
                 "a raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one input; \"{model}\" has {}",
@@ -190,6 +191,7 @@ async fn infer_inner(
     } else {
         rest::decode_request(&body, header_length)?
     };
+    drop(served);
     let encoding = ResponseEncoding::from_request(&request);
     let response = s.core.infer(&model, version.as_deref(), request, Protocol::Rest).await?;
     Ok(encoded_response(rest::encode_response(&response, &encoding)))

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -22,11 +23,17 @@ pub struct Listeners {
 pub struct ServeOptions {
     /// Request body (REST) and message (gRPC) limit in bytes.
     pub max_body_bytes: usize,
+    /// How long shutdown waits for requests in flight and open connections before closing
+    /// them anyway.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions { max_body_bytes: rest::DEFAULT_MAX_BODY_BYTES }
+        ServeOptions {
+            max_body_bytes: rest::DEFAULT_MAX_BODY_BYTES,
+            shutdown_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -66,10 +73,23 @@ pub async fn serve(
     shutdown.await;
     tracing::info!("shutting down: draining requests in flight");
     let _ = stop_tx.send(true);
-    let http_result = http.await.map_err(std::io::Error::other)?;
-    if let Some(grpc) = grpc {
-        grpc.await.map_err(std::io::Error::other)?.map_err(std::io::Error::other)?;
+    let drain = async {
+        let http_result = http.await.map_err(std::io::Error::other)?;
+        if let Some(grpc) = grpc {
+            grpc.await.map_err(std::io::Error::other)?.map_err(std::io::Error::other)?;
+        }
+        core.shutdown().await;
+        http_result
+    };
+    match tokio::time::timeout(options.shutdown_timeout, drain).await {
+        Ok(result) => result,
+        Err(_) => {
+            // Clients that keep idle connections open must not hold the process forever.
+            tracing::warn!(
+                timeout = ?options.shutdown_timeout,
+                "shutdown timeout: closing the connections still open"
+            );
+            Ok(())
+        }
     }
-    core.shutdown().await;
-    http_result
 }

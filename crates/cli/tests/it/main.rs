@@ -1,0 +1,5 @@
+//! Integration tests of the `oxserve` binary: real processes on ephemeral loopback ports.
+
+mod python;
+mod serve;
+mod support;

@@ -1,0 +1,83 @@
+//! Starting and stopping `oxserve serve` child processes for tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A running `oxserve serve` process, stopped (SIGTERM by PID) when dropped.
+pub struct Server {
+    child: Child,
+    pub rest: String,
+    pub grpc: String,
+}
+
+/// The repository of bundled fixture models.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
+}
+
+impl Server {
+    /// Starts `oxserve serve <repository> <extra args>` on ephemeral ports and waits for its
+    /// "listening" line (printed once the models are loaded and the ports bound).
+    pub fn start(repository: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(repository, extra, &[])
+    }
+
+    /// Like [`Server::start`], with extra environment variables for the server process.
+    pub fn start_with_env(repository: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_oxserve"));
+        command
+            .arg("serve")
+            .arg(repository)
+            .args(["--http-port", "0", "--grpc-port", "0"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .env("OXSERVE_LOG", "warn");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("spawn oxserve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().expect("oxserve exited before listening").expect("read stdout");
+        let addrs = line
+            .strip_prefix("oxserve listening ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"));
+        let mut rest = String::new();
+        let mut grpc = String::new();
+        for part in addrs.split_whitespace() {
+            if let Some(v) = part.strip_prefix("rest=") {
+                rest = v.to_owned();
+            } else if let Some(v) = part.strip_prefix("grpc=") {
+                grpc = v.to_owned();
+            }
+        }
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, rest, grpc }
+    }
+
+    /// Sends SIGTERM and waits; returns whether the process exited successfully.
+    pub fn stop(mut self) -> bool {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+
+    /// The child's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}
