@@ -35,7 +35,7 @@ enum Command {
     /// Send one V2 inference request to a server and print the response.
     Infer(infer::Args),
     /// Run the sidecar agent: payload logging, request batching, multi-model puller.
-    Agent(agent::Args),
+    Agent(Box<agent::Args>),
     /// Fetch a model from a storage URI into a directory.
     Pull(pull::Args),
 }
@@ -46,7 +46,7 @@ fn main() -> std::process::ExitCode {
     let result: Result<()> = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Infer(args) => infer::run(args),
-        Command::Agent(args) => agent::run(args),
+        Command::Agent(args) => agent::run(*args),
         Command::Pull(args) => pull::run(args),
     };
     match result {
