@@ -124,8 +124,7 @@ impl GrpcInferenceService for Fixed {
         Ok(Response::new(self.0.clone()))
     }
 
-    type ModelStreamInferStream =
-        tokio_stream::Empty<Result<pb::ModelStreamInferResponse, Status>>;
+    type ModelStreamInferStream = tokio_stream::Empty<Result<pb::ModelStreamInferResponse, Status>>;
 
     async fn model_stream_infer(
         &self,

@@ -94,7 +94,11 @@ async fn run(args: Args) -> Result<()> {
     if let Some(path) = save_response {
         std::fs::write(&path, probe.encode_to_vec())
             .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("oxserve-grpc-load: response ({} outputs) saved to {}", probe.outputs.len(), path.display());
+        eprintln!(
+            "oxserve-grpc-load: response ({} outputs) saved to {}",
+            probe.outputs.len(),
+            path.display()
+        );
         return Ok(());
     }
     let expected_outputs = probe.outputs.len();

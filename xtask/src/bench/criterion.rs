@@ -67,7 +67,8 @@ fn collect(dir: &Path, since: SystemTime, rows: &mut Vec<(String, String, String
 }
 
 fn read_json(path: PathBuf) -> Result<Value> {
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 

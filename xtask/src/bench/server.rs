@@ -49,8 +49,7 @@ const MODEL: &str = "iris-lr";
 
 /// The REST request body: one iris row, the same as `oxserve_loadtest::request::IRIS_ROW`
 /// that `oxserve-grpc-load` sends over gRPC.
-const REST_BODY: &str =
-    r#"{"inputs":[{"name":"float_input","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
+const REST_BODY: &str = r#"{"inputs":[{"name":"float_input","shape":[1,4],"datatype":"FP32","data":[5.1,3.5,1.4,0.2]}]}"#;
 
 /// The oha release installed when none is found.
 const OHA_VERSION: &str = "1.16.0";
@@ -88,7 +87,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         .arg(&model_dir)
         .args(["--http-port", "0", "--grpc-port", "0", "--threads", "1"])
         .env("OXSERVE_ONNXRUNTIME_LIB", &lib);
-    let (ox_guard, ox_rest, ox_grpc) = start(serve, &dir.join("oxserve.log"), "oxserve listening ")?;
+    let (ox_guard, ox_rest, ox_grpc) =
+        start(serve, &dir.join("oxserve.log"), "oxserve listening ")?;
     let rest_body = dir.join("rest-response.json");
     let answer = http_post(&ox_rest, &format!("/v2/models/{MODEL}/infer"), REST_BODY)?;
     std::fs::write(&rest_body, &answer)?;
@@ -412,14 +412,27 @@ mod tests {
     fn table_ratios_and_targets() {
         let m = |rps, p99_us| Measurement { rps, p50_us: 500, p99_us, errors: 0 };
         let rows = [
-            Row { system: "oxserve", protocol: Protocol::Rest, concurrency: 64, m: m(8000.0, 2500) },
+            Row {
+                system: "oxserve",
+                protocol: Protocol::Rest,
+                concurrency: 64,
+                m: m(8000.0, 2500),
+            },
             Row { system: "bare", protocol: Protocol::Rest, concurrency: 64, m: m(10000.0, 900) },
-            Row { system: "oxserve", protocol: Protocol::Grpc, concurrency: 64, m: m(5000.0, 4000) },
+            Row {
+                system: "oxserve",
+                protocol: Protocol::Grpc,
+                concurrency: 64,
+                m: m(5000.0, 4000),
+            },
             Row { system: "bare", protocol: Protocol::Grpc, concurrency: 64, m: m(10000.0, 2000) },
         ];
         let t = table(&rows);
         assert!(t.contains("| oxserve | REST | 64 | 8000 | 0.50 ms | 2.50 ms | 0 | 0.80 |"), "{t}");
-        assert!(t.contains("| bare tonic | gRPC | 64 | 10000 | 0.50 ms | 2.00 ms | 0 | 1.00 |"), "{t}");
+        assert!(
+            t.contains("| bare tonic | gRPC | 64 | 10000 | 0.50 ms | 2.00 ms | 0 | 1.00 |"),
+            "{t}"
+        );
         assert!(t.contains("0.80 ×, p99 2.50 ms → met"), "{t}");
         assert!(t.contains("0.50 × → missed"), "{t}");
     }
