@@ -107,20 +107,11 @@ fn run_suite(args: RunArgs) -> Result<ExitCode> {
         Some(path) => {
             std::fs::write(path, &rendered)
                 .with_context(|| format!("writing {}", path.display()))?;
-            // Keep the verdict visible when the report goes to a file.
-            eprintln!(
-                "{}",
-                report
-                    .render(Format::Text)
-                    .lines()
-                    .rev()
-                    .take(report.tallies().len() + 1)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
+            // Keep the summary visible when the report goes to a file.
+            for line in report.summary_lines() {
+                eprintln!("{line}");
+            }
+            eprintln!("{}", report.verdict());
         }
         None => print!("{rendered}"),
     }

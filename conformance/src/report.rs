@@ -143,7 +143,8 @@ impl Report {
             .collect()
     }
 
-    fn verdict(&self) -> String {
+    /// `CONFORMS: …` or `DOES NOT CONFORM: n … failed`.
+    pub fn verdict(&self) -> String {
         let failures = self.gating_failures().len();
         if failures == 0 {
             "CONFORMS: every MUST and advertised-extension case passed".to_owned()
