@@ -378,14 +378,9 @@ fn numbers<T: std::str::FromStr>(text: &str, what: &str) -> Result<Vec<T>, Strin
 #[cfg(test)]
 mod tests {
     use oxserve_protocol::TensorData;
-    use serde_json::Value;
 
     use super::*;
-    use crate::runtimes::tree::testing::{assert_close, expected, fixture};
-
-    fn floats(v: &Value) -> Vec<f64> {
-        v["data"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-    }
+    use crate::runtimes::tree::testing::{assert_outputs_match, expected, fixture};
 
     fn check_fixture(name: &str) {
         let model =
@@ -397,25 +392,7 @@ mod tests {
             ..Default::default()
         };
         let outputs = model.infer(request).unwrap();
-        assert_eq!(outputs.len(), want.as_object().unwrap().len(), "{name}: number of outputs");
-        for out in outputs {
-            let w = &want[&out.name];
-            let want_shape: Vec<i64> =
-                w["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-            assert_eq!(out.shape, want_shape, "{name}/{}", out.name);
-            match &out.data {
-                TensorData::Fp32(v) => {
-                    let got: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
-                    assert_close(&format!("{name}/{}", out.name), &got, &floats(w));
-                }
-                TensorData::Int64(v) => {
-                    let w: Vec<i64> =
-                        w["data"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
-                    assert_eq!(v, &w, "{name}/{}", out.name);
-                }
-                other => panic!("unexpected output type {:?}", other.datatype()),
-            }
-        }
+        assert_outputs_match(name, &outputs, &want);
     }
 
     #[test]

@@ -509,6 +509,42 @@ pub(crate) mod testing {
         (data, shape, doc["outputs"].clone())
     }
 
+    /// Asserts the model's `outputs` are exactly the expected outputs `want` (the `outputs`
+    /// object of an expected file): same names, shapes, and values (floats within
+    /// [`assert_close`], integers equal).
+    pub(crate) fn assert_outputs_match(
+        name: &str,
+        outputs: &[oxserve_protocol::Tensor],
+        want: &Value,
+    ) {
+        use oxserve_protocol::TensorData;
+        let mut got_names: Vec<&str> = outputs.iter().map(|t| t.name.as_str()).collect();
+        let mut want_names: Vec<&str> =
+            want.as_object().unwrap().keys().map(String::as_str).collect();
+        got_names.sort_unstable();
+        want_names.sort_unstable();
+        assert_eq!(got_names, want_names, "{name}: output names");
+        for out in outputs {
+            let w = &want[&out.name];
+            let want_shape: Vec<i64> =
+                w["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+            assert_eq!(out.shape, want_shape, "{name}/{}", out.name);
+            let data = w["data"].as_array().unwrap();
+            match &out.data {
+                TensorData::Fp32(v) => {
+                    let got: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+                    let want: Vec<f64> = data.iter().map(|x| x.as_f64().unwrap()).collect();
+                    assert_close(&format!("{name}/{}", out.name), &got, &want);
+                }
+                TensorData::Int64(v) => {
+                    let want: Vec<i64> = data.iter().map(|x| x.as_i64().unwrap()).collect();
+                    assert_eq!(v, &want, "{name}/{}", out.name);
+                }
+                other => panic!("unexpected output type {:?}", other.datatype()),
+            }
+        }
+    }
+
     /// Asserts `got` matches `want` within 1e-5 relative (plus 1e-6 absolute near zero).
     pub(crate) fn assert_close(what: &str, got: &[f64], want: &[f64]) {
         assert_eq!(got.len(), want.len(), "{what}: length");

@@ -378,11 +378,7 @@ mod tests {
     use oxserve_protocol::TensorData;
 
     use super::*;
-    use crate::runtimes::tree::testing::{assert_close, expected, fixture};
-
-    fn floats(v: &Value) -> Vec<f64> {
-        v["data"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
-    }
+    use crate::runtimes::tree::testing::{assert_outputs_match, expected, fixture};
 
     /// Loads fixture `name`, runs its expected input through `infer` and compares every output.
     fn check_fixture(name: &str, file: &str) {
@@ -394,30 +390,7 @@ mod tests {
             ..Default::default()
         };
         let outputs = model.infer(request).unwrap();
-        let names: Vec<_> = outputs.iter().map(|t| t.name.as_str()).collect();
-        let mut want_names: Vec<_> = want.as_object().unwrap().keys().map(String::as_str).collect();
-        want_names.sort_unstable();
-        let mut sorted = names.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, want_names);
-        for out in outputs {
-            let w = &want[&out.name];
-            let want_shape: Vec<i64> =
-                w["shape"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
-            assert_eq!(out.shape, want_shape, "{name}/{}", out.name);
-            match &out.data {
-                TensorData::Fp32(v) => {
-                    let got: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
-                    assert_close(&format!("{name}/{}", out.name), &got, &floats(w));
-                }
-                TensorData::Int64(v) => {
-                    let w: Vec<i64> =
-                        w["data"].as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect();
-                    assert_eq!(v, &w, "{name}/{}", out.name);
-                }
-                other => panic!("unexpected output type {:?}", other.datatype()),
-            }
-        }
+        assert_outputs_match(name, &outputs, &want);
     }
 
     #[test]
