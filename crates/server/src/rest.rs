@@ -41,18 +41,17 @@ pub fn router(state: RestState) -> Router {
         .route("/v2", get(server_metadata))
         .route("/v2/models/stats", get(all_stats))
         .route("/v2/models/{model}", get(model_metadata))
-        .route("/v2/models/{model}/versions/{version}", get(model_metadata_v))
+        .route("/v2/models/{model}/versions/{version}", get(model_metadata))
         .route("/v2/models/{model}/ready", get(model_ready))
-        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready_v))
+        .route("/v2/models/{model}/versions/{version}/ready", get(model_ready))
         .route("/v2/models/{model}/infer", post(infer))
-        .route("/v2/models/{model}/versions/{version}/infer", post(infer_v))
+        .route("/v2/models/{model}/versions/{version}/infer", post(infer))
         .route("/v2/models/{model}/config", get(model_config))
-        .route("/v2/models/{model}/versions/{version}/config", get(model_config_v))
+        .route("/v2/models/{model}/versions/{version}/config", get(model_config))
         .route("/v2/models/{model}/stats", get(model_stats))
-        .route("/v2/models/{model}/versions/{version}/stats", get(model_stats_v))
+        .route("/v2/models/{model}/versions/{version}/stats", get(model_stats))
         .route("/v2/repository/index", post(repository_index))
-        .route("/v2/repository/models/{model}/load", post(repository_load))
-        .route("/v2/repository/models/{model}/unload", post(repository_unload))
+        .route("/v2/repository/models/{model}/{action}", post(repository_action))
         .route("/v1/models", get(v1_list))
         .route("/v1/models/{model}", get(v1_status).post(v1_action))
         .route("/metrics", get(metrics))
@@ -127,50 +126,25 @@ async fn server_metadata(State(s): State<RestState>) -> ApiResult {
     json(&s.core.server_metadata())
 }
 
-async fn model_metadata(State(s): State<RestState>, Path(model): Path<String>) -> ApiResult {
-    json(&s.core.version(&model, None)?.metadata)
+/// `{model}` and, on `/versions/{version}` routes, `{version}`.
+#[derive(serde::Deserialize)]
+struct ModelPath {
+    model: String,
+    #[serde(default)]
+    version: Option<String>,
 }
 
-async fn model_metadata_v(
-    State(s): State<RestState>,
-    Path((model, version)): Path<(String, String)>,
-) -> ApiResult {
-    json(&s.core.version(&model, Some(&version))?.metadata)
+async fn model_metadata(State(s): State<RestState>, Path(p): Path<ModelPath>) -> ApiResult {
+    json(&s.core.version(&p.model, p.version.as_deref())?.metadata)
 }
 
-async fn model_ready(State(s): State<RestState>, Path(model): Path<String>) -> ApiResult {
-    Ok(status_only(s.core.model_ready(&model, None)?))
-}
-
-async fn model_ready_v(
-    State(s): State<RestState>,
-    Path((model, version)): Path<(String, String)>,
-) -> ApiResult {
-    Ok(status_only(s.core.model_ready(&model, Some(&version))?))
+async fn model_ready(State(s): State<RestState>, Path(p): Path<ModelPath>) -> ApiResult {
+    Ok(status_only(s.core.model_ready(&p.model, p.version.as_deref())?))
 }
 
 async fn infer(
     State(s): State<RestState>,
-    Path(model): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    infer_inner(s, model, None, headers, body).await
-}
-
-async fn infer_v(
-    State(s): State<RestState>,
-    Path((model, version)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    infer_inner(s, model, Some(version), headers, body).await
-}
-
-async fn infer_inner(
-    s: RestState,
-    model: String,
-    version: Option<String>,
+    Path(ModelPath { model, version }): Path<ModelPath>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
@@ -238,16 +212,8 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     }
 }
 
-async fn model_config(State(s): State<RestState>, Path(model): Path<String>) -> ApiResult {
-    let served = s.core.version(&model, None)?;
-    json(&extensions::model_config(&served))
-}
-
-async fn model_config_v(
-    State(s): State<RestState>,
-    Path((model, version)): Path<(String, String)>,
-) -> ApiResult {
-    let served = s.core.version(&model, Some(&version))?;
+async fn model_config(State(s): State<RestState>, Path(p): Path<ModelPath>) -> ApiResult {
+    let served = s.core.version(&p.model, p.version.as_deref())?;
     json(&extensions::model_config(&served))
 }
 
@@ -255,15 +221,8 @@ async fn all_stats(State(s): State<RestState>) -> ApiResult {
     json(&extensions::statistics(&s.core, None, None)?)
 }
 
-async fn model_stats(State(s): State<RestState>, Path(model): Path<String>) -> ApiResult {
-    json(&extensions::statistics(&s.core, Some(&model), None)?)
-}
-
-async fn model_stats_v(
-    State(s): State<RestState>,
-    Path((model, version)): Path<(String, String)>,
-) -> ApiResult {
-    json(&extensions::statistics(&s.core, Some(&model), Some(&version))?)
+async fn model_stats(State(s): State<RestState>, Path(p): Path<ModelPath>) -> ApiResult {
+    json(&extensions::statistics(&s.core, Some(&p.model), p.version.as_deref())?)
 }
 
 async fn repository_index(State(s): State<RestState>, headers: HeaderMap, body: Body) -> ApiResult {
@@ -272,27 +231,22 @@ async fn repository_index(State(s): State<RestState>, headers: HeaderMap, body: 
     json(&extensions::repository_index(&s.core, ready_only))
 }
 
-async fn repository_load(
+/// `POST /v2/repository/models/{model}/load|unload`.
+async fn repository_action(
     State(s): State<RestState>,
-    Path(model): Path<String>,
+    Path((model, action)): Path<(String, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     let body = read_body(body, &headers, s.max_body_bytes).await?;
     extensions::parse_load_request(&body)?;
-    s.core.load(&model).await?;
-    Ok(StatusCode::OK.into_response())
-}
-
-async fn repository_unload(
-    State(s): State<RestState>,
-    Path(model): Path<String>,
-    headers: HeaderMap,
-    body: Body,
-) -> ApiResult {
-    let body = read_body(body, &headers, s.max_body_bytes).await?;
-    extensions::parse_load_request(&body)?;
-    s.core.unload(&model).await?;
+    match action.as_str() {
+        "load" => s.core.load(&model).await?,
+        "unload" => s.core.unload(&model).await?,
+        other => {
+            return Err(ProtocolError::not_found(format!("no repository action \"{other}\"")).into());
+        }
+    }
     Ok(StatusCode::OK.into_response())
 }
 
