@@ -9,6 +9,7 @@ mod onnxruntime;
 mod python_clients;
 mod setup;
 mod test;
+mod tidy;
 mod venv;
 
 use std::path::{Path, PathBuf};
