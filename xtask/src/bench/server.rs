@@ -4,13 +4,14 @@
 //! 1. builds `oxserve` and the load tools (`oxserve-loadtest`) in release mode and installs
 //!    `oha` into `.oxserve/tools` when it is missing;
 //! 2. starts `oxserve serve fixtures/models/iris-lr --threads 1` pinned to one core
-//!    (`taskset`), sends it the one-row iris request once over REST and once over gRPC and
-//!    keeps the answers' bytes;
+//!    (`taskset`; with `--max-batch-size N`, a copy of the model with that batching setting),
+//!    sends it the one-row iris request once over REST and once over gRPC and keeps the
+//!    answers' bytes;
 //! 3. starts `oxserve-bare` (bare axum + bare tonic, one thread, same core) answering every
 //!    infer call with exactly those bytes;
 //! 4. for each concurrency, protocol and system, drives load from the other core — `oha`
 //!    for REST, `oxserve-grpc-load` for gRPC — after a short unmeasured warm-up;
-//! 5. prints a Markdown table (and writes it to `.oxserve/bench/server.md`) with each
+//! 5. prints a Markdown table (and writes it under `.oxserve/bench/`) with each
 //!    system's throughput as a ratio of the ceiling and the targets of the issue beside it.
 //!
 //! Processes it starts are stopped by PID when the run ends, however it ends.
@@ -42,6 +43,10 @@ pub struct Args {
     /// Core the load generators are pinned to.
     #[arg(long, default_value_t = 1)]
     load_cpu: u32,
+    /// Serve iris-lr with this `max_batch_size` in its `model-settings.json` (oxserve's
+    /// dynamic batcher, no added delay) instead of the fixture as committed (no batcher).
+    #[arg(long)]
+    max_batch_size: Option<usize>,
 }
 
 /// The model every request goes to, from `fixtures/models`.
@@ -60,7 +65,7 @@ const REST_P99_TARGET_US: u64 = 3_000;
 const GRPC_RATIO_TARGET: f64 = 0.6;
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
-    let Args { duration, warmup, concurrency, server_cpu, load_cpu } = args;
+    let Args { duration, warmup, concurrency, server_cpu, load_cpu, max_batch_size } = args;
     ensure!(!concurrency.is_empty(), "--concurrency needs at least one level");
     let machine_before = super::machine_description();
     let lib = crate::onnxruntime::ensure(sh)?;
@@ -78,7 +83,21 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     let (server_cpu, load_cpu) = (server_cpu.to_string(), load_cpu.to_string());
 
     // oxserve, and the bytes it answers with.
-    let model_dir = crate::project_root().join("fixtures/models").join(MODEL);
+    let fixture = crate::project_root().join("fixtures/models").join(MODEL);
+    let model_dir = match max_batch_size {
+        None => fixture,
+        Some(n) => {
+            // A one-model repository: the fixture plus the batching settings.
+            let repo = dir.join("batched").join(MODEL);
+            std::fs::create_dir_all(&repo)?;
+            std::fs::copy(fixture.join("model.onnx"), repo.join("model.onnx"))?;
+            std::fs::write(
+                repo.join("model-settings.json"),
+                format!("{{\"max_batch_size\": {n}}}"),
+            )?;
+            repo
+        }
+    };
     let mut serve = Command::new("taskset");
     serve
         .args(["-c", &server_cpu])
@@ -159,17 +178,21 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
 
     let commit = cmd!(sh, "git rev-parse --short HEAD").read().unwrap_or_default();
     let mut report = format!(
-        "Command: `cargo xtask bench server --duration {duration} --concurrency {}`  \n\
+        "Command: `cargo xtask bench server --duration {duration} --concurrency {}{}`  \n\
          Machine: {machine_before} (at start; {} at the end)  \n\
          Pinning: servers on core {server_cpu} (`--threads 1`), load generators on core {load_cpu}; \
          {warmup} warm-up before each run  \n\
          Commit: {commit}; request: 1 iris row, FP32 [1,4] (JSON over REST, typed fp32_contents over gRPC)\n\n",
         concurrency.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+        max_batch_size.map_or(String::new(), |n| format!(" --max-batch-size {n}")),
         super::load_average(),
     );
     report.push_str(&table(&results));
     println!("\n{report}");
-    let out = dir.join("server.md");
+    let out = match max_batch_size {
+        None => dir.join("server.md"),
+        Some(n) => dir.join(format!("server-max-batch-{n}.md")),
+    };
     std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
     println!("written to {}", out.display());
     Ok(())
