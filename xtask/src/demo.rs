@@ -67,18 +67,22 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     let grpc = grpc.to_owned();
 
     println!("\n== oxserve is serving fixtures/models ==");
-    println!("REST  {rest}   (V2: /v2, /v2/models/<name>, /v2/models/<name>/infer; V1: /v1/models/<name>:predict)");
+    println!(
+        "REST  {rest}   (V2: /v2, /v2/models/<name>, /v2/models/<name>/infer; V1: /v1/models/<name>:predict)"
+    );
     println!("gRPC  {grpc}   (inference.GRPCInferenceService)");
     println!("metrics {rest}/metrics\n");
     let request = r#"{"id":"demo-1","inputs":[{"name":"float_input","shape":[2,4],"datatype":"FP32","data":[[5.1,3.5,1.4,0.2],[6.7,3.0,5.2,2.3]]}]}"#;
-    println!("$ curl -s {rest}/v2/models/iris-lr/infer -d '{request}'");
+    println!("REST: POST {rest}/v2/models/iris-lr/infer   (oxserve infer iris-lr --url {rest})");
+    println!("  try it yourself: curl -s {rest}/v2/models/iris-lr/infer -d '{request}'");
     let out = cmd!(sh, "{oxserve} infer iris-lr --url {rest} --data {request}").read()?;
     println!("{out}\n");
-    println!("$ oxserve infer iris-lr --grpc {grpc} --data '…same request…'");
+    println!("gRPC: ModelInfer on {grpc}   (oxserve infer iris-lr --grpc {grpc}, same request)");
     let out = cmd!(sh, "{oxserve} infer iris-lr --grpc {grpc} --data {request}").read()?;
     println!("{out}\n");
     let xgb = r#"{"inputs":[{"name":"input-0","shape":[1,10],"datatype":"FP32","data":[0.5,-1.2,null,0.3,2.0,0.0,-0.7,1.1,null,0.4]}]}"#;
-    println!("$ curl -s {rest}/v2/models/xgb-binary/infer -d '{xgb}'   (null = missing value)");
+    println!("REST: POST {rest}/v2/models/xgb-binary/infer   (null = missing value)");
+    println!("  try it yourself: curl -s {rest}/v2/models/xgb-binary/infer -d '{xgb}'");
     let out = cmd!(sh, "{oxserve} infer xgb-binary --url {rest} --data {xgb}").read()?;
     println!("{out}\n");
     if once {
