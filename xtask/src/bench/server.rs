@@ -10,7 +10,8 @@
 //! 3. starts `oxserve-bare` (bare axum + bare tonic, one thread, same core) answering every
 //!    infer call with exactly those bytes;
 //! 4. for each concurrency, protocol and system, drives load from the other core — `oha`
-//!    for REST, `oxserve-grpc-load` for gRPC — after a short unmeasured warm-up;
+//!    for REST, `oxserve-grpc-load` for gRPC — after a short unmeasured warm-up, `--repeat`
+//!    times alternating oxserve and the ceiling, and keeps each system's median run;
 //! 5. prints a Markdown table (and writes it under `.oxserve/bench/`) with each
 //!    system's throughput as a ratio of the ceiling and the targets of the issue beside it.
 //!
@@ -47,6 +48,11 @@ pub struct Args {
     /// dynamic batcher, no added delay) instead of the fixture as committed (no batcher).
     #[arg(long)]
     max_batch_size: Option<usize>,
+    /// Measure each (protocol, concurrency) this many times, alternating oxserve and the
+    /// ceiling, and report each system's median run: on a shared machine, other work
+    /// then weighs on both systems alike.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
 }
 
 /// The model every request goes to, from `fixtures/models`.
@@ -65,7 +71,8 @@ const REST_P99_TARGET_US: u64 = 3_000;
 const GRPC_RATIO_TARGET: f64 = 0.6;
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
-    let Args { duration, warmup, concurrency, server_cpu, load_cpu, max_batch_size } = args;
+    let Args { duration, warmup, concurrency, server_cpu, load_cpu, max_batch_size, repeat } = args;
+    ensure!(repeat > 0, "--repeat must be at least 1");
     ensure!(!concurrency.is_empty(), "--concurrency needs at least one level");
     let machine_before = super::machine_description();
     let lib = crate::onnxruntime::ensure(sh)?;
@@ -138,38 +145,47 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     for &c in &concurrency {
         let c_text = c.to_string();
         for protocol in [Protocol::Rest, Protocol::Grpc] {
-            for (system, rest, grpc) in systems {
-                eprintln!("xtask: {system} {} c={c} for {duration}", protocol.name());
-                let measure = |time: &str| -> Result<Measurement> {
-                    match protocol {
-                        Protocol::Rest => {
-                            let url = format!("{rest}/v2/models/{MODEL}/infer");
-                            let out = cmd!(
+            let mut runs: [Vec<Measurement>; 2] = [Vec::new(), Vec::new()];
+            for round in 1..=repeat {
+                for (i, (system, rest, grpc)) in systems.into_iter().enumerate() {
+                    eprintln!(
+                        "xtask: {system} {} c={c} for {duration} ({round}/{repeat})",
+                        protocol.name()
+                    );
+                    let measure = |time: &str| -> Result<Measurement> {
+                        match protocol {
+                            Protocol::Rest => {
+                                let url = format!("{rest}/v2/models/{MODEL}/infer");
+                                let out = cmd!(
                                 sh,
                                 "taskset -c {load_cpu} {oha} --no-tui --output-format json -z {time} -c {c_text} -w -m POST -T application/json -D {request_file} {url}"
                             )
                             .read()
                             .context("running oha")?;
-                            Measurement::from_oha(&out)
-                        }
-                        Protocol::Grpc => {
-                            let out = cmd!(
+                                Measurement::from_oha(&out)
+                            }
+                            Protocol::Grpc => {
+                                let out = cmd!(
                                 sh,
                                 "taskset -c {load_cpu} {grpc_load} --addr {grpc} --model {MODEL} --concurrency {c_text} --duration {time}"
                             )
                             .read()
                             .context("running oxserve-grpc-load")?;
-                            Measurement::from_grpc_load(&out)
+                                Measurement::from_grpc_load(&out)
+                            }
                         }
-                    }
-                };
-                measure(&warmup)?;
-                let m = measure(&duration)?;
-                eprintln!(
-                    "xtask:   {:.0} req/s, p50 {} µs, p99 {} µs, {} errors",
-                    m.rps, m.p50_us, m.p99_us, m.errors
-                );
-                results.push(Row { system, protocol, concurrency: c, m });
+                    };
+                    measure(&warmup)?;
+                    let m = measure(&duration)?;
+                    eprintln!(
+                        "xtask:   {:.0} req/s, p50 {} µs, p99 {} µs, {} errors",
+                        m.rps, m.p50_us, m.p99_us, m.errors
+                    );
+                    runs[i].push(m);
+                }
+            }
+            for ((system, _, _), runs) in systems.into_iter().zip(runs) {
+                results.push(Row { system, protocol, concurrency: c, m: median(runs) });
             }
         }
     }
@@ -178,10 +194,11 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
 
     let commit = cmd!(sh, "git rev-parse --short HEAD").read().unwrap_or_default();
     let mut report = format!(
-        "Command: `cargo xtask bench server --duration {duration} --concurrency {}{}`  \n\
+        "Command: `cargo xtask bench server --duration {duration} --concurrency {} --repeat {repeat}{}`  \n\
          Machine: {machine_before} (at start; {} at the end)  \n\
          Pinning: servers on core {server_cpu} (`--threads 1`), load generators on core {load_cpu}; \
-         {warmup} warm-up before each run  \n\
+         {warmup} warm-up before each run; each row is the median of {repeat} runs alternating \
+         oxserve and the ceiling (errors: all runs)  \n\
          Commit: {commit}; request: 1 iris row, FP32 [1,4] (JSON over REST, typed fp32_contents over gRPC)\n\n",
         concurrency.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
         max_batch_size.map_or(String::new(), |n| format!(" --max-batch-size {n}")),
@@ -273,6 +290,13 @@ struct Row {
     protocol: Protocol,
     concurrency: u32,
     m: Measurement,
+}
+
+/// The run with the median throughput, with the errors of all runs.
+fn median(mut runs: Vec<Measurement>) -> Measurement {
+    let errors = runs.iter().map(|m| m.errors).sum();
+    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    Measurement { errors, ..runs.swap_remove(runs.len() / 2) }
 }
 
 /// The Markdown results table: every row with its ratio to the ceiling of the same protocol
@@ -429,6 +453,13 @@ mod tests {
             "statusCodeDistribution":{"200":200,"503":2},"errorDistribution":{"reset":1}}"#;
         let m = Measurement::from_oha(json).unwrap();
         assert_eq!(m, Measurement { rps: 100.0, p50_us: 1200, p99_us: 3100, errors: 3 });
+    }
+
+    #[test]
+    fn median_run_keeps_all_errors() {
+        let m = |rps, errors| Measurement { rps, p50_us: rps as u64, p99_us: 0, errors };
+        let got = median(vec![m(30.0, 1), m(10.0, 0), m(20.0, 2)]);
+        assert_eq!(got, Measurement { rps: 20.0, p50_us: 20, p99_us: 0, errors: 3 });
     }
 
     #[test]
