@@ -21,7 +21,7 @@ pub fn ensure(sh: &Shell) -> Result<PathBuf> {
 pub fn run_tests(sh: &Shell) -> Result<()> {
     let python = ensure(sh)?;
     let _env = sh.push_env(PYTHON_ENV, &python);
-    cmd!(sh, "cargo test -p oxserve-agent --test it -- --ignored")
+    cmd!(sh, "cargo test --workspace --test it -- --ignored s3::")
         .run()
         .context("agent tests with the S3-compatible server failed")
 }

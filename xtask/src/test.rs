@@ -24,7 +24,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     if !no_python {
         let python = crate::python_clients::ensure(sh)?;
         let _py_env = sh.push_env("OXSERVE_TEST_PYTHON", &python);
-        cmd!(sh, "cargo test -p oxserve-cli --test it -- --ignored python::")
+        cmd!(sh, "cargo test --workspace --test it -- --ignored python::")
             .run()
             .context("Python client tests failed")?;
         crate::agent_env::run_tests(sh)?;
