@@ -110,8 +110,9 @@ async fn not_found() -> ApiError {
     ApiError(ProtocolError::not_found("no such route"))
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError(ProtocolError::new(ErrorCode::InvalidArgument, "method not allowed on this route"))
+async fn method_not_allowed() -> Response {
+    let body = ProtocolError::invalid("method not allowed on this route").to_json_body();
+    json_response(StatusCode::METHOD_NOT_ALLOWED, body.into_bytes())
 }
 
 async fn live(State(s): State<RestState>) -> Response {
@@ -244,7 +245,9 @@ async fn repository_action(
         "load" => s.core.load(&model).await?,
         "unload" => s.core.unload(&model).await?,
         other => {
-            return Err(ProtocolError::not_found(format!("no repository action \"{other}\"")).into());
+            return Err(
+                ProtocolError::not_found(format!("no repository action \"{other}\"")).into()
+            );
         }
     }
     Ok(StatusCode::OK.into_response())
