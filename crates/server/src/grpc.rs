@@ -39,7 +39,7 @@ impl GrpcFrontend {
     async fn infer_one(
         &self,
         request: pb::ModelInferRequest,
-    ) -> Result<pb::ModelInferResponse, Status> {
+    ) -> Result<pb::ModelInferResponse, Error> {
         let decoded = codec::decode_infer_request(request)?;
         let version = non_empty(&decoded.model_version);
         let response =
@@ -99,7 +99,7 @@ impl GrpcInferenceService for GrpcFrontend {
         &self,
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
-        Ok(Response::new(self.infer_one(request.into_inner()).await?))
+        Ok(Response::new(self.infer_one(request.into_inner()).await.map_err(Status::from)?))
     }
 
     type ModelStreamInferStream = InferStream;
@@ -116,14 +116,8 @@ impl GrpcInferenceService for GrpcFrontend {
             while let Some(next) = inbound.next().await {
                 let reply = match next {
                     Ok(request) => match this.infer_one(request).await {
-                        Ok(r) => pb::ModelStreamInferResponse {
-                            error_message: String::new(),
-                            infer_response: Some(r),
-                        },
-                        Err(status) => pb::ModelStreamInferResponse {
-                            error_message: status.message().to_owned(),
-                            infer_response: None,
-                        },
+                        Ok(r) => codec::stream_response(r),
+                        Err(e) => codec::stream_error(&e.to_protocol()),
                     },
                     Err(status) => {
                         let _ = tx.send(Err(status)).await;
