@@ -20,7 +20,9 @@ pub fn ensure(sh: &Shell, name: &str, requirements: &str) -> Result<PathBuf> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     }
     let host_python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    cmd!(sh, "{host_python} -m venv {dir}").run().context("creating a venv (is python3-venv installed?)")?;
+    cmd!(sh, "{host_python} -m venv {dir}")
+        .run()
+        .context("creating a venv (is python3-venv installed?)")?;
     let req_file = dir.join("requirements.txt");
     std::fs::write(&req_file, requirements)?;
     cmd!(sh, "{python} -m pip install --quiet --disable-pip-version-check -r {req_file}")

@@ -117,7 +117,10 @@ impl TensorData {
                 }
             };
         }
-        ext!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bf16, Bytes)
+        ext!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bf16,
+            Bytes
+        )
     }
 
     /// A copy of elements `range` (in element units).
@@ -127,7 +130,10 @@ impl TensorData {
                 match self { $(TensorData::$var(v) => TensorData::$var(v[range].to_vec()),)* }
             };
         }
-        sl!(Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bf16, Bytes)
+        sl!(
+            Bool, Uint8, Uint16, Uint32, Uint64, Int8, Int16, Int32, Int64, Fp16, Fp32, Fp64, Bf16,
+            Bytes
+        )
     }
 
     /// Size in bytes of the raw little-endian layout (BYTES elements include their 4-byte

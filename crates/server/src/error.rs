@@ -46,18 +46,12 @@ impl Error {
 
     /// A load failure of `model`.
     pub fn load(model: impl Into<String>, message: impl std::fmt::Display) -> Error {
-        Error::Load {
-            model: model.into(),
-            message: message.to_string(),
-        }
+        Error::Load { model: model.into(), message: message.to_string() }
     }
 
     /// An inference failure of `model`.
     pub fn runtime(model: impl Into<String>, message: impl std::fmt::Display) -> Error {
-        Error::Runtime {
-            model: model.into(),
-            message: message.to_string(),
-        }
+        Error::Runtime { model: model.into(), message: message.to_string() }
     }
 
     /// As a protocol error (code + message), for the transports.

@@ -159,16 +159,12 @@ impl Repository {
                 _ => {}
             }
         }
-        Err(Error::not_found(format!(
-            "model \"{name}\" is not in the repository"
-        )))
+        Err(Error::not_found(format!("model \"{name}\" is not in the repository")))
     }
 }
 
 fn dir_name(p: &Path) -> String {
-    p.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into())
+    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
 }
 
 fn model_file_in(dir: &Path) -> Option<(PathBuf, ModelFormat)> {
@@ -180,9 +176,7 @@ fn model_file_in(dir: &Path) -> Option<(PathBuf, ModelFormat)> {
         .collect();
     files.sort();
     // Prefer the conventional `model.*` names.
-    let preferred = files
-        .iter()
-        .position(|p| p.file_stem().is_some_and(|s| s == "model"));
+    let preferred = files.iter().position(|p| p.file_stem().is_some_and(|s| s == "model"));
     let file = match preferred {
         Some(i) => files.swap_remove(i),
         None => files.into_iter().next()?,
@@ -222,30 +216,20 @@ fn locate_dir(dir: &Path, dir_name: &str) -> Result<ModelLocation> {
         .into_iter()
         .filter_map(|(n, p)| {
             let (file, format) = model_file_in(&p)?;
-            Some(VersionFile {
-                version: n.to_string(),
-                file,
-                format,
-            })
+            Some(VersionFile { version: n.to_string(), file, format })
         })
         .collect();
     if versions.is_empty() {
         let (file, format) = model_file_in(dir)
             .ok_or_else(|| Error::load(&name, format!("{}: no model file found", dir.display())))?;
         let version = settings.version.clone().unwrap_or_else(|| "1".to_owned());
-        versions.push(VersionFile {
-            version,
-            file,
-            format,
-        });
+        versions.push(VersionFile { version, file, format });
     } else if settings.versions.is_empty() {
         // Like Triton's default version policy: the latest version only.
         versions.drain(..versions.len() - 1);
     } else {
-        if let Some(missing) = settings
-            .versions
-            .iter()
-            .find(|want| !versions.iter().any(|v| &&v.version == want))
+        if let Some(missing) =
+            settings.versions.iter().find(|want| !versions.iter().any(|v| &&v.version == want))
         {
             return Err(Error::load(
                 &name,
@@ -254,36 +238,20 @@ fn locate_dir(dir: &Path, dir_name: &str) -> Result<ModelLocation> {
         }
         versions.retain(|v| settings.versions.contains(&v.version));
     }
-    Ok(ModelLocation {
-        name,
-        dir: dir.to_owned(),
-        versions,
-        settings,
-    })
+    Ok(ModelLocation { name, dir: dir.to_owned(), versions, settings })
 }
 
 fn single_file(file: &Path) -> Result<ModelLocation> {
     let format = ModelFormat::of_file(file)
         .ok_or_else(|| Error::invalid(format!("{}: not a model file", file.display())))?;
-    let stem = file
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let dir = file.parent().unwrap_or(Path::new(".")).to_owned();
     // `path/iris/model.onnx` is called "iris"; `path/iris.onnx` is called "iris".
-    let name = if stem == "model" {
-        dir_name(&dir)
-    } else {
-        stem
-    };
+    let name = if stem == "model" { dir_name(&dir) } else { stem };
     Ok(ModelLocation {
         name,
         dir,
-        versions: vec![VersionFile {
-            version: "1".into(),
-            file: file.to_owned(),
-            format,
-        }],
+        versions: vec![VersionFile { version: "1".into(), file: file.to_owned(), format }],
         settings: ModelSettings::default(),
     })
 }
@@ -306,11 +274,7 @@ mod tests {
         touch(&root.join("churn/3/model.json"));
         touch(&root.join("churn/2/model.json"));
         touch(&root.join("renamed/model.txt"));
-        std::fs::write(
-            root.join("renamed/model-settings.json"),
-            br#"{"name":"lgbm"}"#,
-        )
-        .unwrap();
+        std::fs::write(root.join("renamed/model-settings.json"), br#"{"name":"lgbm"}"#).unwrap();
         std::fs::create_dir_all(root.join("empty")).unwrap();
         let repo = Repository::open(root).unwrap();
         let found: Vec<ModelLocation> = repo.scan().into_iter().map(|r| r.unwrap()).collect();
@@ -328,29 +292,12 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         touch(&tmp.path().join("m/1/model.onnx"));
         touch(&tmp.path().join("m/2/model.onnx"));
-        std::fs::write(
-            tmp.path().join("m/model-settings.json"),
-            br#"{"versions":["1","2"]}"#,
-        )
-        .unwrap();
+        std::fs::write(tmp.path().join("m/model-settings.json"), br#"{"versions":["1","2"]}"#)
+            .unwrap();
         let loc = Repository::open(tmp.path()).unwrap().locate("m").unwrap();
-        assert_eq!(
-            loc.versions
-                .iter()
-                .map(|v| v.version.as_str())
-                .collect::<Vec<_>>(),
-            ["1", "2"]
-        );
-        std::fs::write(
-            tmp.path().join("m/model-settings.json"),
-            br#"{"versions":["7"]}"#,
-        )
-        .unwrap();
-        let err = Repository::open(tmp.path())
-            .unwrap()
-            .locate("m")
-            .unwrap_err()
-            .to_string();
+        assert_eq!(loc.versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        std::fs::write(tmp.path().join("m/model-settings.json"), br#"{"versions":["7"]}"#).unwrap();
+        let err = Repository::open(tmp.path()).unwrap().locate("m").unwrap_err().to_string();
         assert!(err.contains("version \"7\" has no directory"), "{err}");
     }
 
@@ -365,11 +312,6 @@ mod tests {
         assert_eq!(by_file[0].as_ref().unwrap().name, "iris");
         let bad = tmp.path().join("notes.md");
         touch(&bad);
-        assert!(
-            Repository::open(&bad)
-                .unwrap_err()
-                .to_string()
-                .contains("not a model file")
-        );
+        assert!(Repository::open(&bad).unwrap_err().to_string().contains("not a model file"));
     }
 }

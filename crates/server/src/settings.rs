@@ -109,10 +109,7 @@ impl ModelSettings {
         match std::fs::read(&path) {
             Ok(bytes) => ModelSettings::parse(&bytes, model),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ModelSettings::default()),
-            Err(e) => Err(Error::load(
-                model,
-                format!("reading {}: {e}", path.display()),
-            )),
+            Err(e) => Err(Error::load(model, format!("reading {}: {e}", path.display()))),
         }
     }
 
@@ -125,9 +122,7 @@ impl ModelSettings {
             if v.is_finite() && v >= 0.0 {
                 Ok(Duration::from_secs_f64(v))
             } else {
-                Err(bad(format!(
-                    "{field} must be a non-negative number of seconds, got {v}"
-                )))
+                Err(bad(format!("{field} must be a non-negative number of seconds, got {v}")))
             }
         };
         let max_batch_time = seconds("max_batch_time", raw.max_batch_time.unwrap_or(0.0))?;
@@ -139,19 +134,14 @@ impl ModelSettings {
         }
         let preferred = raw.preferred_batch_sizes.unwrap_or_default();
         let max_batch_size = raw.max_batch_size.unwrap_or(0);
-        if let Some(p) = preferred
-            .iter()
-            .find(|&&p| p == 0 || p > max_batch_size.max(1))
-        {
+        if let Some(p) = preferred.iter().find(|&&p| p == 0 || p > max_batch_size.max(1)) {
             return Err(bad(format!(
                 "preferred batch size {p} must be between 1 and max_batch_size {max_batch_size}"
             )));
         }
         let params = raw.parameters.unwrap_or_default();
         if params.sessions == Some(0) || params.intra_op_threads == Some(0) {
-            return Err(bad(
-                "parameters.sessions and intra_op_threads must be at least 1".into(),
-            ));
+            return Err(bad("parameters.sessions and intra_op_threads must be at least 1".into()));
         }
         Ok(ModelSettings {
             name: raw.name,
@@ -195,20 +185,14 @@ mod tests {
 
     #[test]
     fn rejects_typos_and_bad_values() {
-        let e = ModelSettings::parse(br#"{"max_batchsize": 8}"#, "m")
-            .unwrap_err()
-            .to_string();
+        let e = ModelSettings::parse(br#"{"max_batchsize": 8}"#, "m").unwrap_err().to_string();
         assert!(e.contains("unknown field `max_batchsize`"), "{e}");
-        let e = ModelSettings::parse(br#"{"max_batch_time": -1}"#, "m")
-            .unwrap_err()
-            .to_string();
+        let e = ModelSettings::parse(br#"{"max_batch_time": -1}"#, "m").unwrap_err().to_string();
         assert!(e.contains("max_batch_time must be a non-negative"), "{e}");
-        let e = ModelSettings::parse(
-            br#"{"max_batch_size": 4, "preferred_batch_sizes": [8]}"#,
-            "m",
-        )
-        .unwrap_err()
-        .to_string();
+        let e =
+            ModelSettings::parse(br#"{"max_batch_size": 4, "preferred_batch_sizes": [8]}"#, "m")
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("preferred batch size 8"), "{e}");
     }
 }

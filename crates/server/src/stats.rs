@@ -17,8 +17,7 @@ pub struct DurationStat {
 impl DurationStat {
     pub fn record(&self, d: Duration) {
         self.count.fetch_add(1, Relaxed);
-        self.ns
-            .fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
+        self.ns.fetch_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX), Relaxed);
     }
 
     /// `(count, ns)`.
@@ -53,11 +52,8 @@ impl ModelStats {
         } else {
             self.fail.record(total);
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        self.last_inference_ms
-            .store(u64::try_from(now.as_millis()).unwrap_or(0), Relaxed);
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        self.last_inference_ms.store(u64::try_from(now.as_millis()).unwrap_or(0), Relaxed);
     }
 
     /// Records one execution of the model on `batch_size` rows.
@@ -73,11 +69,7 @@ impl ModelStats {
 
     /// Executions per batch size: `(batch_size, count, compute ns)`.
     pub fn batch_snapshot(&self) -> Vec<(u64, u64, u64)> {
-        self.batches
-            .lock()
-            .iter()
-            .map(|(&size, &(count, ns))| (size, count, ns))
-            .collect()
+        self.batches.lock().iter().map(|(&size, &(count, ns))| (size, count, ns)).collect()
     }
 }
 

@@ -45,9 +45,7 @@ pub fn validate_request(metadata: &ModelMetadata, request: &InferRequest) -> Res
         }
     }
     if let Some(dup) = duplicate(request.inputs.iter().map(|t| t.name.as_str())) {
-        return Err(Error::invalid(format!(
-            "input \"{dup}\" appears more than once"
-        )));
+        return Err(Error::invalid(format!("input \"{dup}\" appears more than once")));
     }
     for output in &request.outputs {
         if !metadata.outputs.iter().any(|m| m.name == output.name) {
@@ -61,9 +59,7 @@ pub fn validate_request(metadata: &ModelMetadata, request: &InferRequest) -> Res
         }
     }
     if let Some(dup) = duplicate(request.outputs.iter().map(|o| o.name.as_str())) {
-        return Err(Error::invalid(format!(
-            "output \"{dup}\" is requested more than once"
-        )));
+        return Err(Error::invalid(format!("output \"{dup}\" is requested more than once")));
     }
     Ok(())
 }
@@ -89,15 +85,9 @@ pub fn select_outputs(
     }
     let mut selected = Vec::with_capacity(request.outputs.len());
     for wanted in &request.outputs {
-        let i = outputs
-            .iter()
-            .position(|t| t.name == wanted.name)
-            .ok_or_else(|| {
-                Error::runtime(
-                    model,
-                    format!("the model did not produce output \"{}\"", wanted.name),
-                )
-            })?;
+        let i = outputs.iter().position(|t| t.name == wanted.name).ok_or_else(|| {
+            Error::runtime(model, format!("the model did not produce output \"{}\"", wanted.name))
+        })?;
         let mut t = outputs.swap_remove(i);
         t.parameters.clone_from(&wanted.parameters);
         selected.push(t);
@@ -132,10 +122,7 @@ mod tests {
     }
 
     fn req(t: Tensor) -> InferRequest {
-        InferRequest {
-            inputs: vec![t],
-            ..Default::default()
-        }
+        InferRequest { inputs: vec![t], ..Default::default() }
     }
 
     #[test]
@@ -144,10 +131,7 @@ mod tests {
         let ok = Tensor::new("x", vec![3, 2], TensorData::Fp32(vec![0.0; 6]));
         validate_request(&m, &req(ok.clone())).unwrap();
         let cases = [
-            (
-                Tensor::new("z", vec![1, 2], TensorData::Fp32(vec![0.0; 2])),
-                "unknown input \"z\"",
-            ),
+            (Tensor::new("z", vec![1, 2], TensorData::Fp32(vec![0.0; 2])), "unknown input \"z\""),
             (
                 Tensor::new("x", vec![1, 2], TensorData::Fp64(vec![0.0; 2])),
                 "input \"x\": datatype FP64 does not match the model's FP32",
@@ -166,18 +150,10 @@ mod tests {
             assert!(e.contains(msg), "{e} should contain {msg}");
         }
         let mut r = req(ok);
-        r.outputs.push(RequestedOutput {
-            name: "w".into(),
-            ..Default::default()
-        });
+        r.outputs.push(RequestedOutput { name: "w".into(), ..Default::default() });
         let e = validate_request(&m, &r).unwrap_err().to_string();
-        assert!(
-            e.contains("unknown output \"w\" for model \"m\" (outputs: y)"),
-            "{e}"
-        );
-        let e = validate_request(&m, &InferRequest::default())
-            .unwrap_err()
-            .to_string();
+        assert!(e.contains("unknown output \"w\" for model \"m\" (outputs: y)"), "{e}");
+        let e = validate_request(&m, &InferRequest::default()).unwrap_err().to_string();
         assert_eq!(e, "missing input \"x\" for model \"m\"");
     }
 
@@ -189,10 +165,7 @@ mod tests {
         ];
         let mut r = InferRequest::default();
         assert_eq!(select_outputs(&r, outs.clone(), "m").unwrap().len(), 2);
-        r.outputs.push(RequestedOutput {
-            name: "b".into(),
-            ..Default::default()
-        });
+        r.outputs.push(RequestedOutput { name: "b".into(), ..Default::default() });
         let sel = select_outputs(&r, outs, "m").unwrap();
         assert_eq!(sel.len(), 1);
         assert_eq!(sel[0].name, "b");
