@@ -6,6 +6,7 @@
 //! transport's capacity the real server keeps. This library holds what both share and what
 //! is worth a unit test: the request they send, duration parsing and the latency summary.
 
+pub mod chart;
 pub mod duration;
 pub mod request;
 pub mod summary;

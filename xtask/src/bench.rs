@@ -5,10 +5,13 @@
 //! - `cargo xtask bench server` measures V2 REST and gRPC serving of a one-row iris request
 //!   with oxserve pinned to one core and the load generator on another, next to a bare
 //!   axum/tonic ceiling answering the same bytes in the same run.
+//! - `cargo xtask bench peers` serves the same iris model with oxserve, MLServer, KServe and
+//!   the bare ceiling one after another on the same pinned core and tables them side by side.
 //!
 //! Both measure and report; neither asserts a figure. `docs/benchmarks.md` records results.
 
 mod criterion;
+mod peers;
 mod server;
 
 use anyhow::Result;
@@ -26,6 +29,8 @@ enum BenchCommand {
     Criterion(criterion::Args),
     /// Measure oxserve's V2 REST and gRPC throughput and latency against a bare ceiling.
     Server(server::Args),
+    /// Measure oxserve next to MLServer, KServe and the bare ceiling on the same iris model.
+    Peers(peers::Args),
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
@@ -33,6 +38,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     match command {
         BenchCommand::Criterion(args) => criterion::run(sh, args),
         BenchCommand::Server(args) => server::run(sh, args),
+        BenchCommand::Peers(args) => peers::run(sh, args),
     }
 }
 

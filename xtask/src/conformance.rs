@@ -107,11 +107,11 @@ fn build_suite(sh: &Shell) -> Result<PathBuf> {
 }
 
 /// A server the task started; stopped (SIGTERM by PID, then reaped) when dropped.
-struct Started {
-    child: Child,
-    rest: String,
-    grpc: Option<String>,
-    model: Option<String>,
+pub(crate) struct Started {
+    pub(crate) child: Child,
+    pub(crate) rest: String,
+    pub(crate) grpc: Option<String>,
+    pub(crate) model: Option<String>,
 }
 
 impl Drop for Started {
@@ -191,7 +191,7 @@ X, y = load_iris(return_X_y=True)
 joblib.dump(LogisticRegression(max_iter=1000).fit(X.astype("float32"), y), sys.argv[1])
 "#;
 
-const MLSERVER_REQUIREMENTS: &str = "\
+pub(crate) const MLSERVER_REQUIREMENTS: &str = "\
 mlserver==1.7.1
 mlserver-sklearn==1.7.1
 scikit-learn==1.6.1
@@ -236,14 +236,14 @@ fn start_mlserver(sh: &Shell) -> Result<Started> {
     Ok(started)
 }
 
-const KSERVE_REQUIREMENTS: &str = "\
+pub(crate) const KSERVE_REQUIREMENTS: &str = "\
 kserve==0.21.0
 scikit-learn==1.6.1
 joblib==1.5.1
 ";
 
 /// A small `kserve.Model` serving the joblib model over V2 (REST and gRPC).
-const KSERVE_SERVER: &str = r#"
+pub(crate) const KSERVE_SERVER: &str = r#"
 import sys, joblib, numpy as np, kserve
 from kserve import InferRequest, InferResponse, InferOutput
 from kserve.utils.utils import generate_uuid
@@ -314,12 +314,12 @@ fn fresh_dir(name: &str) -> Result<PathBuf> {
 }
 
 /// A port that was free a moment ago (the peer binds it itself).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Polls `GET path` until it answers 200 (the peers print no machine-readable line).
-fn wait_ready(server: &mut Started, port: u16, path: &str) -> Result<()> {
+pub(crate) fn wait_ready(server: &mut Started, port: u16, path: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     while Instant::now() < deadline {
         if let Some(status) = server.child.try_wait()? {

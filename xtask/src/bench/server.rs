@@ -232,17 +232,17 @@ impl Protocol {
 
 /// The figures of one load run.
 #[derive(Debug, Clone, PartialEq)]
-struct Measurement {
-    rps: f64,
-    p50_us: u64,
-    p99_us: u64,
-    errors: u64,
+pub(super) struct Measurement {
+    pub(super) rps: f64,
+    pub(super) p50_us: u64,
+    pub(super) p99_us: u64,
+    pub(super) errors: u64,
 }
 
 impl Measurement {
     /// From oha's `--output-format json`: successes are 2xx answers; errors are other status
     /// codes plus connection errors. Latencies there are in seconds.
-    fn from_oha(json: &str) -> Result<Measurement> {
+    pub(super) fn from_oha(json: &str) -> Result<Measurement> {
         let v: Value = serde_json::from_str(json).context("parsing oha's JSON output")?;
         let total_s = v["summary"]["total"].as_f64().context("oha JSON: summary.total")?;
         let mut ok = 0;
@@ -272,7 +272,7 @@ impl Measurement {
     }
 
     /// From `oxserve-grpc-load`'s JSON line.
-    fn from_grpc_load(json: &str) -> Result<Measurement> {
+    pub(super) fn from_grpc_load(json: &str) -> Result<Measurement> {
         let v: Value =
             serde_json::from_str(json.trim()).context("parsing oxserve-grpc-load's JSON output")?;
         let field = |k: &str| v[k].as_u64().with_context(|| format!("grpc-load JSON: {k}"));
@@ -358,12 +358,12 @@ fn table(rows: &[Row]) -> String {
 }
 
 /// Microseconds as milliseconds with two decimals.
-fn ms(us: u64) -> String {
+pub(super) fn ms(us: u64) -> String {
     format!("{:.2} ms", us as f64 / 1000.0)
 }
 
 /// `oha` from `.oxserve/tools/bin`, installed there with `cargo install` when missing.
-fn ensure_oha(sh: &Shell) -> Result<PathBuf> {
+pub(super) fn ensure_oha(sh: &Shell) -> Result<PathBuf> {
     let root = crate::state_dir().join("tools");
     let oha = root.join("bin").join("oha");
     if !oha.exists() {
@@ -376,7 +376,7 @@ fn ensure_oha(sh: &Shell) -> Result<PathBuf> {
 }
 
 /// Stops a started server by PID (SIGTERM, then reaps it) when dropped.
-struct Guard(Child);
+pub(super) struct Guard(pub(super) Child);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -388,7 +388,11 @@ impl Drop for Guard {
 
 /// Starts a server whose first stdout line is `<prefix>rest=http://… grpc=…`; returns it with
 /// its REST base URL and gRPC `host:port`. Its stderr goes to `log`.
-fn start(mut command: Command, log: &Path, prefix: &str) -> Result<(Guard, String, String)> {
+pub(super) fn start(
+    mut command: Command,
+    log: &Path,
+    prefix: &str,
+) -> Result<(Guard, String, String)> {
     let log_file =
         std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut child = command
@@ -419,7 +423,7 @@ fn start(mut command: Command, log: &Path, prefix: &str) -> Result<(Guard, Strin
 }
 
 /// One HTTP/1.1 POST of a JSON body; returns the response body of a 200 answer.
-fn http_post(base: &str, path: &str, body: &str) -> Result<Vec<u8>> {
+pub(super) fn http_post(base: &str, path: &str, body: &str) -> Result<Vec<u8>> {
     let authority = base.strip_prefix("http://").context("REST URL must be http://")?;
     let mut stream =
         TcpStream::connect(authority).with_context(|| format!("connecting to {authority}"))?;
