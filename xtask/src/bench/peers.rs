@@ -2,13 +2,14 @@
 //!
 //! One run, on loopback, every server pinned to the same core and the load generators to
 //! the other:
-//! 1. builds `oxserve` and the load tools in release mode; creates (or reuses) the MLServer
-//!    and KServe venvs of `cargo xtask conformance` and trains the peers' iris
-//!    LogisticRegression there with `fixtures/bench/make_models.py peer` — the same call,
-//!    data and seed as `fixtures/generate.py` uses for the ONNX `fixtures/models/iris-lr`
-//!    that oxserve serves — which also writes the 1-row and 100-row requests and the labels
-//!    the 100 rows must get;
-//! 2. serves that model, one system after another: oxserve (`--threads 1`), the bare
+//! 1. builds `oxserve` and the load tools in release mode; creates (or reuses) venvs with
+//!    the MLServer and KServe requirements of `cargo xtask conformance` (plus xgboost) and
+//!    runs `fixtures/bench/make_models.py peer` there: it trains the iris LogisticRegression
+//!    with the same call, data and seed as `fixtures/generate.py` uses for the ONNX
+//!    `fixtures/models/iris-lr` that oxserve serves, and an XGBClassifier on 20 features
+//!    saved both pickled (for the peers) and as XGBoost JSON (for oxserve); for each it
+//!    writes the 1-row and 100-row requests and the labels they must get;
+//! 2. serves both models, one system after another: oxserve (`--threads 1`), the bare
 //!    axum/tonic ceiling (`oxserve-bare`, answering with oxserve's bytes), MLServer 1.7 in its
 //!    fastest documented configuration (`parallel_workers: 0`, `debug: false`, i.e. inference
 //!    in the server process and no access log) and in its default one, and KServe's Python
@@ -59,8 +60,14 @@ pub struct Args {
     no_docs: bool,
 }
 
-/// The model name every system serves.
+/// The iris model's name in every system.
 const MODEL: &str = "iris-lr";
+
+/// The pin added to the peers' requirements for the XGBoost model.
+const XGBOOST: &str = "xgboost==3.2.0\n";
+
+/// The XGBoost model's name in every system.
+const XGB_MODEL: &str = "xgb-20";
 
 /// Where the chart goes, relative to the project root (linked from `docs/benchmarks.md`).
 const CHART: &str = "docs/benchmarks-peers.svg";
@@ -104,6 +111,7 @@ impl System {
 /// One measured configuration.
 #[derive(Clone, Debug)]
 struct Row {
+    model: &'static str,
     system: System,
     grpc: bool,
     rows: u32,
@@ -115,14 +123,57 @@ struct Row {
 enum Running {
     Ours(#[allow(dead_code)] Guard),
     Peer(#[allow(dead_code)] Started),
+    /// The ceilings, held in their own list.
+    Ceilings,
 }
 
-/// Files of the run.
-struct Files {
+/// One model every system serves, with its requests and the labels they must get.
+struct Workload {
+    model: &'static str,
     request_1: PathBuf,
     request_100: PathBuf,
+    body_1: String,
+    body_100: String,
+    labels_1: Vec<i64>,
     labels_100: Vec<i64>,
+    /// Measured over gRPC too (`oxserve-grpc-load` sends the iris row only).
+    grpc: bool,
 }
+
+impl Workload {
+    /// Reads what `make_models.py peer` wrote for `model` under `data`.
+    fn read(data: &Path, model: &'static str, grpc: bool) -> Result<Workload> {
+        let dir = data.join(model);
+        let labels = |n: u32| -> Result<Vec<i64>> {
+            let path = dir.join(format!("labels-{n}.json"));
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            let labels: Vec<i64> =
+                v.as_array().context("labels: a list")?.iter().filter_map(Value::as_i64).collect();
+            ensure!(labels.len() == n as usize, "{}: expected {n} labels", path.display());
+            Ok(labels)
+        };
+        let (request_1, request_100) = (dir.join("request-1.json"), dir.join("request-100.json"));
+        Ok(Workload {
+            model,
+            body_1: std::fs::read_to_string(&request_1)?,
+            body_100: std::fs::read_to_string(&request_100)?,
+            request_1,
+            request_100,
+            labels_1: labels(1)?,
+            labels_100: labels(100)?,
+            grpc,
+        })
+    }
+
+    fn path(&self) -> String {
+        format!("/v2/models/{}/infer", self.model)
+    }
+}
+
+/// The models of the run: the iris LogisticRegression (ONNX in oxserve) and an XGBoost
+/// classifier on 20 features (oxserve's native tree runtime).
+const MODELS: [&str; 2] = [MODEL, XGB_MODEL];
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
     let Args { duration, warmup, concurrency, batch_concurrency, server_cpu, load_cpu, no_docs } =
@@ -138,9 +189,12 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     // uvloop 0.22 broke MLServer 1.7.1's parallel inference workers (SeldonIO/MLServer
     // issue 2286: they exit at start), which its default configuration uses; pin the last
     // release that works so the default can be measured at all.
-    let mlserver_requirements = format!("{MLSERVER_REQUIREMENTS}uvloop==0.21.0\n");
+    // Both peers also get xgboost (the version of the fixtures venv) to unpickle the
+    // XGBClassifier of the second model.
+    let mlserver_requirements = format!("{MLSERVER_REQUIREMENTS}uvloop==0.21.0\n{XGBOOST}");
     let mlserver_python = crate::venv::ensure(sh, "bench-mlserver", &mlserver_requirements)?;
-    let kserve_python = crate::venv::ensure(sh, "conformance-kserve", KSERVE_REQUIREMENTS)?;
+    let kserve_requirements = format!("{KSERVE_REQUIREMENTS}{XGBOOST}");
+    let kserve_python = crate::venv::ensure(sh, "bench-kserve", &kserve_requirements)?;
 
     let dir = crate::state_dir().join("bench").join("peers");
     if dir.exists() {
@@ -150,22 +204,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     let script = crate::project_root().join("fixtures/bench/make_models.py");
     cmd!(sh, "{mlserver_python} {script} peer {data}")
         .run()
-        .context("training the peers' iris model")?;
-    let labels: Value =
-        serde_json::from_str(&std::fs::read_to_string(data.join("labels-100.json"))?)?;
-    let files = Files {
-        request_1: data.join("request-1.json"),
-        request_100: data.join("request-100.json"),
-        labels_100: labels
-            .as_array()
-            .context("labels-100.json: a list")?
-            .iter()
-            .filter_map(Value::as_i64)
-            .collect(),
-    };
-    ensure!(files.labels_100.len() == 100, "labels-100.json: expected 100 labels");
-    let body_1 = std::fs::read_to_string(&files.request_1)?;
-    let body_100 = std::fs::read_to_string(&files.request_100)?;
+        .context("training the peers' models")?;
+    let workloads = [Workload::read(&data, MODEL, true)?, Workload::read(&data, XGB_MODEL, false)?];
     let cpu = server_cpu.to_string();
     let load = Load {
         sh,
@@ -177,17 +217,27 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     };
 
     let mut rows = Vec::new();
-    // oxserve's answers, which the ceiling replays.
-    let mut captured: Option<(PathBuf, PathBuf, PathBuf)> = None;
+    // oxserve's answers (REST: per model and request size; gRPC: iris), which the ceiling
+    // replays.
+    let mut captured: Vec<(usize, u32, PathBuf)> = Vec::new();
+    let grpc_answer = dir.join("answer.pb");
     for system in System::ALL {
         eprintln!("xtask: starting {}", system.name());
-        let (running, rest, grpc, body_100_file) = match system {
+        // Each system's REST base URL per (workload, rows); the ceiling has one per answer.
+        let mut urls: Vec<(usize, u32, String)> = Vec::new();
+        let mut ceilings = Vec::new();
+        let (running, grpc) = match system {
             System::Oxserve => {
-                let repo = dir.join("oxserve").join(MODEL);
-                std::fs::create_dir_all(&repo)?;
+                let repo = dir.join("oxserve");
+                std::fs::create_dir_all(repo.join(MODEL))?;
                 std::fs::copy(
                     crate::project_root().join("fixtures/models").join(MODEL).join("model.onnx"),
-                    repo.join("model.onnx"),
+                    repo.join(MODEL).join("model.onnx"),
+                )?;
+                std::fs::create_dir_all(repo.join(XGB_MODEL))?;
+                std::fs::copy(
+                    data.join(XGB_MODEL).join("model.json"),
+                    repo.join(XGB_MODEL).join("model.json"),
                 )?;
                 let mut serve = taskset(&cpu, &bin.join("oxserve"));
                 serve
@@ -197,25 +247,33 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
                     .env("OXSERVE_ONNXRUNTIME_LIB", &lib);
                 let (guard, rest, grpc) =
                     start(serve, &dir.join("oxserve.log"), "oxserve listening ")?;
-                let (one, hundred, grpc_answer) =
-                    (dir.join("answer-1.json"), dir.join("answer-100.json"), dir.join("answer.pb"));
-                std::fs::write(&one, http_post(&rest, &infer_path(), &body_1)?)?;
-                std::fs::write(&hundred, http_post(&rest, &infer_path(), &body_100)?)?;
+                for (i, w) in workloads.iter().enumerate() {
+                    for (n, body) in [(1, &w.body_1), (100, &w.body_100)] {
+                        let file = dir.join(format!("answer-{}-{n}.json", w.model));
+                        std::fs::write(&file, http_post(&rest, &w.path(), body)?)?;
+                        captured.push((i, n, file));
+                        urls.push((i, n, rest.clone()));
+                    }
+                }
                 let grpc_load = load.grpc_load;
                 cmd!(sh, "{grpc_load} --addr {grpc} --model {MODEL} --save-response {grpc_answer}")
                     .run()
                     .context("capturing oxserve's gRPC answer")?;
-                captured = Some((one, hundred, grpc_answer));
-                (Running::Ours(guard), rest, Some(grpc), None)
+                (Running::Ours(guard), Some(grpc))
             }
             System::Bare => {
-                let (one, hundred, grpc_answer) =
-                    captured.clone().context("oxserve runs before the ceiling")?;
-                let (guard, rest, grpc) = start_bare(&cpu, &bin, &dir, &one, &grpc_answer, "1")?;
-                // The 100-row runs go to a second ceiling that answers with the 100-row bytes.
-                let second = start_bare(&cpu, &bin, &dir, &hundred, &grpc_answer, "100")?;
-                let guard = Running::Ours(guard);
-                (guard, rest, Some(grpc), Some(second))
+                let mut grpc = None;
+                for (i, n, answer) in &captured {
+                    let tag = format!("{}-{n}", workloads[*i].model);
+                    let (guard, rest, g) =
+                        start_bare(&cpu, &bin, &dir, answer, &grpc_answer, &tag)?;
+                    if *i == 0 && *n == 1 {
+                        grpc = Some(g);
+                    }
+                    urls.push((*i, *n, rest));
+                    ceilings.push(guard);
+                }
+                (Running::Ceilings, grpc)
             }
             System::MlserverFast | System::MlserverDefault => {
                 let started = start_mlserver(
@@ -225,33 +283,61 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
                     &data,
                     system == System::MlserverFast,
                 )?;
-                let (rest, grpc) = (started.rest.clone(), started.grpc.clone());
-                (Running::Peer(started), rest, grpc, None)
+                for i in 0..workloads.len() {
+                    urls.extend([(i, 1, started.rest.clone()), (i, 100, started.rest.clone())]);
+                }
+                let grpc = started.grpc.clone();
+                (Running::Peer(started), grpc)
             }
             System::Kserve => {
                 let started = start_kserve(&cpu, &kserve_python, &dir, &data)?;
-                let (rest, grpc) = (started.rest.clone(), started.grpc.clone());
-                (Running::Peer(started), rest, grpc, None)
+                for i in 0..workloads.len() {
+                    urls.extend([(i, 1, started.rest.clone()), (i, 100, started.rest.clone())]);
+                }
+                let grpc = started.grpc.clone();
+                (Running::Peer(started), grpc)
             }
         };
-        let rest_100 = body_100_file.as_ref().map_or(rest.clone(), |(_, r, _)| r.clone());
-        check_answer(&http_post(&rest, &infer_path(), &body_1)?, &[0])
-            .with_context(|| format!("{}: the 1-row answer", system.name()))?;
-        check_answer(&http_post(&rest_100, &infer_path(), &body_100)?, &files.labels_100)
-            .with_context(|| format!("{}: the 100-row answer", system.name()))?;
-        for &c in &concurrency {
-            let m = load.rest(&rest, &files.request_1, c)?;
-            rows.push(Row { system, grpc: false, rows: 1, concurrency: c, m });
-        }
-        let m = load.rest(&rest_100, &files.request_100, batch_concurrency)?;
-        rows.push(Row { system, grpc: false, rows: 100, concurrency: batch_concurrency, m });
-        if let Some(grpc) = &grpc {
+        let url = |i: usize, n: u32| -> Result<&str> {
+            urls.iter()
+                .find(|(wi, wn, _)| *wi == i && *wn == n)
+                .map(|(_, _, u)| u.as_str())
+                .context("no server for this workload")
+        };
+        for (i, w) in workloads.iter().enumerate() {
+            let (rest_1, rest_100) = (url(i, 1)?, url(i, 100)?);
+            check_answer(&http_post(rest_1, &w.path(), &w.body_1)?, &w.labels_1)
+                .with_context(|| format!("{}: the 1-row {} answer", system.name(), w.model))?;
+            check_answer(&http_post(rest_100, &w.path(), &w.body_100)?, &w.labels_100)
+                .with_context(|| format!("{}: the 100-row {} answer", system.name(), w.model))?;
             for &c in &concurrency {
-                let m = load.grpc(grpc, c)?;
-                rows.push(Row { system, grpc: true, rows: 1, concurrency: c, m });
+                let m = load.rest(rest_1, w, &w.request_1, c)?;
+                rows.push(Row { model: w.model, system, grpc: false, rows: 1, concurrency: c, m });
+            }
+            let m = load.rest(rest_100, w, &w.request_100, batch_concurrency)?;
+            rows.push(Row {
+                model: w.model,
+                system,
+                grpc: false,
+                rows: 100,
+                concurrency: batch_concurrency,
+                m,
+            });
+            if let (true, Some(grpc)) = (w.grpc, &grpc) {
+                for &c in &concurrency {
+                    let m = load.grpc(grpc, c)?;
+                    rows.push(Row {
+                        model: w.model,
+                        system,
+                        grpc: true,
+                        rows: 1,
+                        concurrency: c,
+                        m,
+                    });
+                }
             }
         }
-        drop(body_100_file);
+        drop(ceilings);
         drop(running);
     }
 
@@ -263,8 +349,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
          Machine: {machine_before} (at start; {} at the end)  \n\
          Pinning: every server on core {server_cpu}, one after another; load generators on core \
          {load_cpu}; {warmup} warm-up before each {duration} run  \n\
-         Commit: {commit}; model: iris LogisticRegression (ONNX for oxserve, joblib for the \
-         peers, same training call and seed); REST requests: JSON, 1 row or 100 rows; gRPC: \
+         Commit: {commit}; models: `iris-lr`, the iris LogisticRegression (ONNX in oxserve, \
+         joblib in the peers, same training call and seed) and `xgb-20`, an XGBClassifier \
+         with 100 trees on 20 features (XGBoost JSON in oxserve, the pickled classifier in \
+         the peers, the same trees); REST: JSON, 1 row or 100 rows; gRPC (iris only): \
          1 row, typed `fp32_contents`\n\n",
         super::load_average(),
     );
@@ -279,10 +367,6 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         super::publish(sh, &bin, "peers", &report, &chart_json, CHART)?;
     }
     Ok(())
-}
-
-fn infer_path() -> String {
-    format!("/v2/models/{MODEL}/infer")
 }
 
 /// `taskset -c <cpu> <program>`: the program execs in place, so its PID is the server's.
@@ -318,24 +402,26 @@ fn start_mlserver(
 ) -> Result<Started> {
     let name = if fast { "mlserver-fast" } else { "mlserver-default" };
     let root = dir.join(name);
-    let model_dir = root.join(MODEL);
-    std::fs::create_dir_all(&model_dir)?;
-    std::fs::copy(data.join("model.joblib"), model_dir.join("model.joblib"))?;
+    for (model, input, features) in [(MODEL, "float_input", 4), (XGB_MODEL, "input-0", 20)] {
+        let model_dir = root.join(model);
+        std::fs::create_dir_all(&model_dir)?;
+        std::fs::copy(data.join(model).join("model.joblib"), model_dir.join("model.joblib"))?;
+        std::fs::write(
+            model_dir.join("model-settings.json"),
+            format!(
+                r#"{{"name": "{model}", "implementation": "mlserver_sklearn.SKLearnModel",
+            "inputs": [{{"name": "{input}", "datatype": "FP32", "shape": [-1, {features}]}}],
+            "outputs": [{{"name": "predict", "datatype": "INT64", "shape": [-1, 1]}}],
+            "parameters": {{"uri": "./model.joblib", "version": "v1"}}}}"#
+            ),
+        )?;
+    }
     let (http, grpc, metrics) = (free_port()?, free_port()?, free_port()?);
     let tuning = if fast { r#", "parallel_workers": 0, "debug": false"# } else { "" };
     std::fs::write(
         root.join("settings.json"),
         format!(
             r#"{{"host": "127.0.0.1", "http_port": {http}, "grpc_port": {grpc}, "metrics_port": {metrics}, "load_models_at_startup": true{tuning}}}"#
-        ),
-    )?;
-    std::fs::write(
-        model_dir.join("model-settings.json"),
-        format!(
-            r#"{{"name": "{MODEL}", "implementation": "mlserver_sklearn.SKLearnModel",
-            "inputs": [{{"name": "float_input", "datatype": "FP32", "shape": [-1, 4]}}],
-            "outputs": [{{"name": "predict", "datatype": "INT64", "shape": [-1, 1]}}],
-            "parameters": {{"uri": "./model.joblib", "version": "v1"}}}}"#
         ),
     )?;
     let mut command = taskset(cpu, &python.parent().context("venv bin dir")?.join("mlserver"));
@@ -347,7 +433,9 @@ fn start_mlserver(
         grpc: Some(format!("127.0.0.1:{grpc}")),
         model: Some(MODEL.into()),
     };
-    wait_ready(&mut started, http, &format!("/v2/models/{MODEL}/ready"))?;
+    for model in MODELS {
+        wait_ready(&mut started, http, &format!("/v2/models/{model}/ready"))?;
+    }
     Ok(started)
 }
 
@@ -358,11 +446,12 @@ import logging, os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kserve
 from server import Iris
-model = Iris(sys.argv[4], sys.argv[1])
+# argv: data dir, HTTP port, gRPC port, model names (each served from <data>/<name>/model.joblib)
+models = [Iris(name, os.path.join(sys.argv[1], name, "model.joblib")) for name in sys.argv[4:]]
 server = kserve.ModelServer(http_port=int(sys.argv[2]), grpc_port=int(sys.argv[3]), workers=1,
                             enable_latency_logging=False)
 logging.getLogger("uvicorn.access").disabled = True
-server.start([model])
+server.start(models)
 "#;
 
 fn start_kserve(cpu: &str, python: &Path, dir: &Path, data: &Path) -> Result<Started> {
@@ -375,8 +464,9 @@ fn start_kserve(cpu: &str, python: &Path, dir: &Path, data: &Path) -> Result<Sta
     let mut command = taskset(cpu, python);
     command
         .arg(&script)
-        .arg(data.join("model.joblib"))
-        .args([http.to_string(), grpc.to_string(), MODEL.to_owned()])
+        .arg(data)
+        .args([http.to_string(), grpc.to_string()])
+        .args(MODELS)
         .current_dir(&root);
     let child = spawn_logged(command, &dir.join("kserve.log"))?;
     let mut started = Started {
@@ -385,7 +475,9 @@ fn start_kserve(cpu: &str, python: &Path, dir: &Path, data: &Path) -> Result<Sta
         grpc: Some(format!("127.0.0.1:{grpc}")),
         model: Some(MODEL.into()),
     };
-    wait_ready(&mut started, http, &format!("/v2/models/{MODEL}/ready"))?;
+    for model in MODELS {
+        wait_ready(&mut started, http, &format!("/v2/models/{model}/ready"))?;
+    }
     Ok(started)
 }
 
@@ -430,10 +522,10 @@ struct Load<'a> {
 }
 
 impl Load<'_> {
-    fn rest(&self, base: &str, body: &Path, c: u32) -> Result<Measurement> {
+    fn rest(&self, base: &str, w: &Workload, body: &Path, c: u32) -> Result<Measurement> {
         let Load { sh, oha, load_cpu, .. } = *self;
         let load_cpu = load_cpu.to_string();
-        let url = format!("{base}{}", infer_path());
+        let url = format!("{base}{}", w.path());
         let c = c.to_string();
         let once = |time: &str| -> Result<Measurement> {
             let out = cmd!(
@@ -479,8 +571,21 @@ fn protocol(grpc: bool) -> &'static str {
     if grpc { "gRPC" } else { "REST" }
 }
 
-fn find(rows: &[Row], system: System, grpc: bool, n: u32, c: u32) -> Option<&Row> {
-    rows.iter().find(|r| r.system == system && r.grpc == grpc && r.rows == n && r.concurrency == c)
+fn find<'a>(
+    rows: &'a [Row],
+    model: &str,
+    system: System,
+    grpc: bool,
+    n: u32,
+    c: u32,
+) -> Option<&'a Row> {
+    rows.iter().find(|r| {
+        r.model == model
+            && r.system == system
+            && r.grpc == grpc
+            && r.rows == n
+            && r.concurrency == c
+    })
 }
 
 /// `a / b` as `12.3×`, or `–` when either is missing or zero.
@@ -493,13 +598,26 @@ fn ratio(a: Option<&Row>, b: Option<&Row>) -> String {
 
 /// The results table, the ratio table (oxserve's throughput over each other system's) and the
 /// targets of the issue.
+/// The tables of every model, in order.
 fn table(rows: &[Row]) -> String {
+    let mut out = String::new();
+    for model in MODELS {
+        if rows.iter().any(|r| r.model == model) {
+            out.push_str(&format!("**{model}**\n\n"));
+            out.push_str(&model_table(rows, model));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn model_table(rows: &[Row], model: &str) -> String {
     let mut out = String::from(
         "| system | protocol | rows | concurrency | req/s | p50 | p99 | errors | ÷ ceiling |\n\
          |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for r in rows {
-        let ceiling = find(rows, System::Bare, r.grpc, r.rows, r.concurrency);
+    for r in rows.iter().filter(|r| r.model == model) {
+        let ceiling = find(rows, model, System::Bare, r.grpc, r.rows, r.concurrency);
         out.push_str(&format!(
             "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |\n",
             r.system.name(),
@@ -518,8 +636,8 @@ fn table(rows: &[Row]) -> String {
          | protocol | rows | concurrency | ÷ MLServer (fastest) | ÷ MLServer (default) | ÷ KServe | ÷ ceiling |\n\
          |---|---:|---:|---:|---:|---:|---:|\n",
     );
-    for r in rows.iter().filter(|r| r.system == System::Oxserve) {
-        let other = |s| find(rows, s, r.grpc, r.rows, r.concurrency);
+    for r in rows.iter().filter(|r| r.model == model && r.system == System::Oxserve) {
+        let other = |s| find(rows, model, s, r.grpc, r.rows, r.concurrency);
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} | {} |\n",
             protocol(r.grpc),
@@ -532,7 +650,7 @@ fn table(rows: &[Row]) -> String {
         ));
     }
     out.push_str("\nTargets (1 row, concurrency 64; reported, not asserted):\n");
-    let at = |s, grpc| find(rows, s, grpc, 1, 64);
+    let at = |s, grpc| find(rows, model, s, grpc, 1, 64);
     let best_mlserver = |grpc| {
         [at(System::MlserverFast, grpc), at(System::MlserverDefault, grpc)]
             .into_iter()
@@ -570,8 +688,11 @@ fn table(rows: &[Row]) -> String {
             ms(ox.m.p99_us),
             verdict(ox.m.p99_us <= REST_P99_TARGET_US)
         ));
-        let errors: u64 =
-            rows.iter().filter(|r| r.system == System::Oxserve).map(|r| r.m.errors).sum();
+        let errors: u64 = rows
+            .iter()
+            .filter(|r| r.model == model && r.system == System::Oxserve)
+            .map(|r| r.m.errors)
+            .sum();
         out.push_str(&format!(
             "- zero errors (oxserve, all runs): {errors} → {}\n",
             verdict(errors == 0)
@@ -596,7 +717,7 @@ fn chart_data(rows: &[Row]) -> Value {
         for grpc in [false, true] {
             let mut points: Vec<&Row> = rows
                 .iter()
-                .filter(|r| r.system == system && r.grpc == grpc && r.rows == 1)
+                .filter(|r| r.model == MODEL && r.system == system && r.grpc == grpc && r.rows == 1)
                 .collect();
             if points.is_empty() {
                 continue;
@@ -626,6 +747,7 @@ mod tests {
 
     fn row(system: System, grpc: bool, rps: f64, p99_us: u64) -> Row {
         Row {
+            model: MODEL,
             system,
             grpc,
             rows: 1,
