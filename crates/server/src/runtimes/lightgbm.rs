@@ -380,19 +380,12 @@ mod tests {
     use oxserve_protocol::TensorData;
 
     use super::*;
-    use crate::runtimes::tree::testing::{assert_outputs_match, expected, fixture};
+    use crate::runtimes::tree::testing::{self, fixture};
 
     fn check_fixture(name: &str) {
         let model =
             LightgbmModel::load(name, &fixture(&format!("models/{name}/model.txt"))).unwrap();
-        let (x, shape, want) = expected(name);
-        assert_eq!(model.metadata().inputs[0].shape, vec![-1, shape[1]]);
-        let request = InferRequest {
-            inputs: vec![Tensor::new("input-0", shape.clone(), TensorData::Fp32(x))],
-            ..Default::default()
-        };
-        let outputs = model.infer(request).unwrap();
-        assert_outputs_match(name, &outputs, &want);
+        testing::check_fixture(name, &model);
     }
 
     #[test]

@@ -509,6 +509,20 @@ pub(crate) mod testing {
         (data, shape, doc["outputs"].clone())
     }
 
+    /// Runs fixture `name`'s expected input through `model` and asserts its metadata and
+    /// every output match the framework's.
+    pub(crate) fn check_fixture(name: &str, model: &dyn crate::model::Model) {
+        use oxserve_protocol::{InferRequest, Tensor, TensorData};
+        let (x, shape, want) = expected(name);
+        assert_eq!(model.metadata().inputs[0].shape, vec![-1, shape[1]]);
+        let request = InferRequest {
+            inputs: vec![Tensor::new("input-0", shape, TensorData::Fp32(x))],
+            ..Default::default()
+        };
+        let outputs = model.infer(request).unwrap();
+        assert_outputs_match(name, &outputs, &want);
+    }
+
     /// Asserts the model's `outputs` are exactly the expected outputs `want` (the `outputs`
     /// object of an expected file): same names, shapes, and values (floats within
     /// [`assert_close`], integers equal).
