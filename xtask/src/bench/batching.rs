@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
-use super::server::{Measurement, ensure_oha, http_post, ms, start};
+use super::server::{Measurement, ensure_oha, http_post, ms, oha_post, start};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -153,15 +153,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         let url = format!("{rest}{path}");
         for &c in &concurrency {
             let c_text = c.to_string();
-            let once = |time: &str| -> Result<Measurement> {
-                let out = cmd!(
-                    sh,
-                    "taskset -c {load_cpu} {oha} --no-tui --output-format json -z {time} -c {c_text} -w -m POST -T application/json -D {request} {url}"
-                )
-                .read()
-                .context("running oha")?;
-                Measurement::from_oha(&out)
-            };
+            let once = |time: &str| oha_post(sh, &oha, &load_cpu, time, &c_text, &request, &url);
             once(&warmup)?;
             let m = once(&duration)?;
             eprintln!(

@@ -30,7 +30,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
-use super::server::{Guard, Measurement, ensure_oha, http_post, ms, start};
+use super::server::{Guard, Measurement, ensure_oha, http_post, ms, oha_post, start};
 use crate::conformance::{
     KSERVE_REQUIREMENTS, KSERVE_SERVER, MLSERVER_REQUIREMENTS, Started, free_port, wait_ready,
 };
@@ -527,15 +527,7 @@ impl Load<'_> {
         let load_cpu = load_cpu.to_string();
         let url = format!("{base}{}", w.path());
         let c = c.to_string();
-        let once = |time: &str| -> Result<Measurement> {
-            let out = cmd!(
-                sh,
-                "taskset -c {load_cpu} {oha} --no-tui --output-format json -z {time} -c {c} -w -m POST -T application/json -D {body} {url}"
-            )
-            .read()
-            .context("running oha")?;
-            Measurement::from_oha(&out)
-        };
+        let once = |time: &str| oha_post(sh, oha, &load_cpu, time, &c, body, &url);
         eprintln!("xtask:   REST c={c} {}", body.display());
         once(self.warmup)?;
         let m = once(self.duration)?;

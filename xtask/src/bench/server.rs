@@ -156,13 +156,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
                         match protocol {
                             Protocol::Rest => {
                                 let url = format!("{rest}/v2/models/{MODEL}/infer");
-                                let out = cmd!(
-                                sh,
-                                "taskset -c {load_cpu} {oha} --no-tui --output-format json -z {time} -c {c_text} -w -m POST -T application/json -D {request_file} {url}"
-                            )
-                            .read()
-                            .context("running oha")?;
-                                Measurement::from_oha(&out)
+                                oha_post(sh, &oha, &load_cpu, time, &c_text, &request_file, &url)
                             }
                             Protocol::Grpc => {
                                 let out = cmd!(
@@ -228,6 +222,26 @@ impl Protocol {
             Protocol::Grpc => "gRPC",
         }
     }
+}
+
+/// One closed-loop HTTP/1.1 run of `oha` from core `load_cpu`: POSTs the JSON in
+/// `body_file` to `url` for `time` at `concurrency`, and reads its JSON report.
+pub(super) fn oha_post(
+    sh: &Shell,
+    oha: &Path,
+    load_cpu: &str,
+    time: &str,
+    concurrency: &str,
+    body_file: &Path,
+    url: &str,
+) -> Result<Measurement> {
+    let out = cmd!(
+        sh,
+        "taskset -c {load_cpu} {oha} --no-tui --output-format json -z {time} -c {concurrency} -w -m POST -T application/json -D {body_file} {url}"
+    )
+    .read()
+    .context("running oha")?;
+    Measurement::from_oha(&out)
 }
 
 /// The figures of one load run.
