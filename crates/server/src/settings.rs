@@ -12,7 +12,7 @@
 //!   "timeout": 5.0,
 //!   "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, 4]}],
 //!   "outputs": [{"name": "predict", "datatype": "INT64", "shape": [-1]}],
-//!   "parameters": {"intra_op_threads": 1}
+//!   "parameters": {"intra_op_threads": 1, "onnx_native": true}
 //! }
 //! ```
 //! Every field is optional. Times are in seconds, as in MLServer. `inputs`/`outputs`
@@ -54,6 +54,7 @@ struct RawSettings {
 struct RawParameters {
     intra_op_threads: Option<usize>,
     sessions: Option<usize>,
+    onnx_native: Option<bool>,
     /// MLServer's `parameters.uri` / `parameters.version`: accepted, version used as the
     /// served version name of an unversioned model.
     #[allow(dead_code)]
@@ -81,6 +82,8 @@ pub struct ModelSettings {
     pub outputs: Option<Vec<TensorMetadata>>,
     pub intra_op_threads: Option<usize>,
     pub sessions: Option<usize>,
+    /// ONNX models: `false` keeps a graph the native evaluator supports on ONNX Runtime.
+    pub onnx_native: Option<bool>,
 }
 
 impl Default for ModelSettings {
@@ -98,6 +101,7 @@ impl Default for ModelSettings {
             outputs: None,
             intra_op_threads: None,
             sessions: None,
+            onnx_native: None,
         }
     }
 }
@@ -156,6 +160,7 @@ impl ModelSettings {
             outputs: raw.outputs,
             intra_op_threads: params.intra_op_threads,
             sessions: params.sessions,
+            onnx_native: params.onnx_native,
         })
     }
 
@@ -181,6 +186,9 @@ mod tests {
         assert_eq!(s.max_batch_time, Duration::from_millis(500));
         assert_eq!(s.version.as_deref(), Some("v2"));
         assert!(s.batching());
+        assert_eq!(s.onnx_native, None);
+        let s = ModelSettings::parse(br#"{"parameters":{"onnx_native":false}}"#, "m").unwrap();
+        assert_eq!(s.onnx_native, Some(false));
     }
 
     #[test]

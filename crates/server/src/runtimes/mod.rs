@@ -22,6 +22,7 @@ pub fn load(name: &str, file: &VersionFile, settings: &ModelSettings) -> Result<
             let options = onnx::OnnxOptions {
                 intra_op_threads: settings.intra_op_threads.unwrap_or(defaults.intra_op_threads),
                 sessions: settings.sessions.unwrap_or(defaults.sessions),
+                native: settings.onnx_native.unwrap_or(defaults.native),
             };
             Arc::new(onnx::load(name, path, &options)?)
         }

@@ -21,11 +21,22 @@
 //! map output cannot be served: export the model without ZipMap instead, e.g.
 //! `to_onnx(model, X, options={id(model): {"zipmap": False}})`.
 //!
+//! # Native evaluation of small scikit-learn graphs
+//! A model whose graph is a linear scikit-learn model and its pre/post-processing
+//! (`LinearClassifier`, `LinearRegressor`, `Normalizer`, `Scaler`, `Cast`, `Identity`,
+//! `ZipMap`; see [`native`]) is still loaded by ONNX Runtime, which gives its metadata and
+//! validates it, but requests are then computed by [`native::Plan`] in Rust, with the same
+//! outputs: for such tiny graphs a session run is mostly fixed overhead. Any graph the
+//! plan compiler does not reproduce exactly keeps running on ONNX Runtime; so does every
+//! model whose settings turn it off ([`OnnxOptions::native`]). The engine in use, and why
+//! a graph is not evaluated natively, are logged per model.
+//!
 //! # GPU
 //! With the `gpu` feature the CUDA execution provider is tried first for every model and
 //! CPU is used when it cannot be registered; the provider in use is logged per model.
 
 pub mod library;
+pub mod native;
 pub mod zipmap;
 
 #[cfg(test)]
@@ -56,6 +67,9 @@ pub struct OnnxOptions {
     /// Sessions kept per model: how many requests run at the same time. Each holds its own
     /// copy of the weights.
     pub sessions: usize,
+    /// Whether a graph the [`native`] evaluator supports is computed by it rather than by
+    /// ONNX Runtime (`parameters.onnx_native` in `model-settings.json`).
+    pub native: bool,
 }
 
 impl Default for OnnxOptions {
@@ -63,7 +77,7 @@ impl Default for OnnxOptions {
     /// running requests side by side rather than from splitting each one.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        OnnxOptions { intra_op_threads: 1, sessions: cores }
+        OnnxOptions { intra_op_threads: 1, sessions: cores, native: true }
     }
 }
 
@@ -75,23 +89,38 @@ enum OutputKind {
     ZipMap(Columns),
 }
 
+/// What computes a model's requests.
+enum Engine {
+    /// ONNX Runtime sessions, used in turn.
+    Runtime { sessions: Vec<Mutex<Session>>, next: AtomicUsize },
+    /// The native evaluator.
+    Native(native::Plan),
+}
+
+/// The largest model file the native evaluator is tried on: linear models are small, and
+/// anything bigger is not worth reading a second time.
+const NATIVE_MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// A loaded ONNX model.
 pub struct OnnxModel {
     name: String,
     metadata: ModelMetadata,
     outputs: Vec<OutputKind>,
-    sessions: Vec<Mutex<Session>>,
-    next: AtomicUsize,
+    engine: Engine,
     provider: &'static str,
     file_bytes: u64,
 }
 
 impl std::fmt::Debug for OnnxModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sessions = match &self.engine {
+            Engine::Runtime { sessions, .. } => sessions.len(),
+            Engine::Native(_) => 0,
+        };
         f.debug_struct("OnnxModel")
             .field("name", &self.name)
-            .field("sessions", &self.sessions.len())
-            .field("provider", &self.provider)
+            .field("sessions", &sessions)
+            .field("provider", &self.execution_provider())
             .finish_non_exhaustive()
     }
 }
@@ -104,19 +133,42 @@ pub fn load(name: &str, path: &Path, options: &OnnxOptions) -> Result<OnnxModel>
     let file_bytes = std::fs::metadata(path)
         .map_err(|e| Error::load(name, format!("reading {}: {e}", path.display())))?
         .len();
-    let count = options.sessions.max(1);
-    let mut sessions = Vec::with_capacity(count);
-    let mut provider = "CPU";
-    for _ in 0..count {
-        let (session, p) = guarded(|| create_session(&runtime.environment, path, options))
+    let new_session = || {
+        guarded(|| create_session(&runtime.environment, path, options))
             .and_then(|r| r)
-            .map_err(|e| Error::load(name, format!("{}: {e}", path.display())))?;
-        provider = p;
-        sessions.push(Mutex::new(session));
-    }
-    let (inputs, outputs, kinds) =
-        describe(path, &sessions[0].lock()).map_err(|e| Error::load(name, e))?;
-    tracing::info!(model = name, provider, sessions = count, "loaded onnx model");
+            .map_err(|e| Error::load(name, format!("{}: {e}", path.display())))
+    };
+    // The first session validates the model and describes it, whichever engine runs it.
+    let (first, provider) = new_session()?;
+    let (inputs, outputs, kinds) = describe(path, &first).map_err(|e| Error::load(name, e))?;
+    let plan = if options.native {
+        native_plan(path, file_bytes, &inputs, &outputs)
+    } else {
+        Err("disabled by the model settings".to_owned())
+    };
+    let engine = match plan {
+        Ok(plan) => {
+            tracing::info!(model = name, engine = "native", "loaded onnx model");
+            Engine::Native(plan)
+        }
+        Err(reason) => {
+            let count = options.sessions.max(1);
+            let mut sessions = Vec::with_capacity(count);
+            sessions.push(Mutex::new(first));
+            for _ in 1..count {
+                sessions.push(Mutex::new(new_session()?.0));
+            }
+            tracing::info!(
+                model = name,
+                engine = "onnxruntime",
+                provider,
+                sessions = count,
+                native = %reason,
+                "loaded onnx model"
+            );
+            Engine::Runtime { sessions, next: AtomicUsize::new(0) }
+        }
+    };
     Ok(OnnxModel {
         name: name.to_owned(),
         metadata: ModelMetadata {
@@ -128,11 +180,41 @@ pub fn load(name: &str, path: &Path, options: &OnnxOptions) -> Result<OnnxModel>
             parameters: None,
         },
         outputs: kinds,
-        sessions,
-        next: AtomicUsize::new(0),
+        engine,
         provider,
         file_bytes,
     })
+}
+
+/// The native plan of the model at `path` when its graph is one the native evaluator runs
+/// and the plan agrees with what ONNX Runtime reports (`inputs`, `outputs`); else why not.
+fn native_plan(
+    path: &Path,
+    file_bytes: u64,
+    inputs: &[TensorMetadata],
+    outputs: &[TensorMetadata],
+) -> std::result::Result<native::Plan, String> {
+    if file_bytes > NATIVE_MAX_FILE_BYTES {
+        return Err(format!("the file is larger than {NATIVE_MAX_FILE_BYTES} bytes"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    let mut plan = guarded(|| native::compile(&bytes)).and_then(|r| r)?;
+    let same_inputs = plan.inputs().len() == inputs.len()
+        && plan
+            .inputs()
+            .iter()
+            .zip(inputs)
+            .all(|(p, m)| p.name == m.name && p.elem.datatype() == m.datatype);
+    if !same_inputs {
+        return Err("the graph's inputs differ from what onnx runtime reports".to_owned());
+    }
+    let names: Vec<&str> = outputs.iter().map(|m| m.name.as_str()).collect();
+    if !plan.reorder_outputs(&names)
+        || plan.outputs().iter().zip(outputs).any(|(p, m)| p.elem.datatype() != m.datatype)
+    {
+        return Err("the graph's outputs differ from what onnx runtime reports".to_owned());
+    }
+    Ok(plan)
 }
 
 /// Runs `f`, turning a panic inside `ort` into an error. `ort` reports a few states it
@@ -346,22 +428,34 @@ impl ort::value::Utf8Data for Utf8Bytes {
 }
 
 impl OnnxModel {
-    /// The execution provider the model runs on (`"CPU"` or `"CUDA"`).
+    /// Where the model's requests run: `"native"` for the [`native`] evaluator, else ONNX
+    /// Runtime's execution provider (`"CPU"` or `"CUDA"`).
     pub fn execution_provider(&self) -> &'static str {
-        self.provider
+        match self.engine {
+            Engine::Native(_) => "native",
+            Engine::Runtime { .. } => self.provider,
+        }
+    }
+
+    /// True when requests are computed by the [`native`] evaluator.
+    pub fn is_native(&self) -> bool {
+        matches!(self.engine, Engine::Native(_))
     }
 
     /// Takes a free session, or waits for one when all are busy. Starting points rotate so
     /// that sessions are used evenly.
-    fn session(&self) -> parking_lot::MutexGuard<'_, Session> {
-        let n = self.sessions.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+    fn session<'a>(
+        sessions: &'a [Mutex<Session>],
+        next: &AtomicUsize,
+    ) -> parking_lot::MutexGuard<'a, Session> {
+        let n = sessions.len().max(1);
+        let start = next.fetch_add(1, Ordering::Relaxed) % n;
         for i in 0..n {
-            if let Some(guard) = self.sessions[(start + i) % n].try_lock() {
+            if let Some(guard) = sessions.get((start + i) % n).and_then(|s| s.try_lock()) {
                 return guard;
             }
         }
-        self.sessions[start].lock()
+        sessions[start].lock()
     }
 
     fn runtime_error(&self, e: ort::Error) -> Error {
@@ -487,13 +581,20 @@ impl Model for OnnxModel {
 
     fn infer(&self, request: InferRequest) -> Result<Vec<Tensor>> {
         self.check_inputs(&request)?;
+        let (sessions, next) = match &self.engine {
+            Engine::Native(plan) => {
+                return guarded(|| plan.run(&self.name, request.inputs))
+                    .map_err(|e| Error::runtime(&self.name, e))?;
+            }
+            Engine::Runtime { sessions, next } => (sessions, next),
+        };
         let mut inputs: Vec<(String, SessionInputValue<'static>)> =
             Vec::with_capacity(request.inputs.len());
         for tensor in request.inputs {
             let name = tensor.name.clone();
             inputs.push((name, to_value(tensor)?.into()));
         }
-        let mut session = self.session();
+        let mut session = Self::session(sessions, next);
         guarded(|| {
             let outputs = session.run(inputs).map_err(|e| self.runtime_error(e))?;
             self.convert_outputs(outputs)
@@ -502,6 +603,12 @@ impl Model for OnnxModel {
     }
 
     fn memory_bytes(&self) -> u64 {
-        self.file_bytes.saturating_mul(self.sessions.len() as u64)
+        match &self.engine {
+            Engine::Runtime { sessions, .. } => {
+                self.file_bytes.saturating_mul(sessions.len() as u64)
+            }
+            // The plan holds the weights once, as plain floats: at most the file's size.
+            Engine::Native(_) => self.file_bytes,
+        }
     }
 }

@@ -20,7 +20,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn options(sessions: usize) -> OnnxOptions {
-    OnnxOptions { intra_op_threads: 1, sessions }
+    OnnxOptions { intra_op_threads: 1, sessions, ..OnnxOptions::default() }
 }
 
 /// Loads a model, failing with the loader's message (which says how to install ONNX

@@ -1,0 +1,1 @@
+//! Tests of the native evaluator against ONNX Runtime on models built here.
