@@ -6,6 +6,12 @@ mod pull;
 mod serve;
 
 use anyhow::Result;
+
+/// Every request allocates and frees a handful of small, short-lived buffers (headers,
+/// tensors, the encoded answer); mimalloc serves those with fewer instructions than glibc's
+/// allocator (measured with callgrind in docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

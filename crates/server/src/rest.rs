@@ -146,13 +146,16 @@ async fn model_ready(State(s): State<RestState>, Path(p): Path<ModelPath>) -> Ap
 async fn infer(
     State(s): State<RestState>,
     Path(ModelPath { model, version }): Path<ModelPath>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> ApiResult {
     // Unknown models answer 404 before the body is read or decoded.
     let served = s.core.version(&model, version.as_deref())?;
-    let header_length = header_length(&headers)?;
-    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    // The headers are borrowed from the request rather than extracted (a `HeaderMap`
+    // extractor clones the whole map on every call).
+    let (parts, body) = request.into_parts();
+    let header_length = header_length(&parts.headers)?;
+    let body = read_body(body, &parts.headers, s.max_body_bytes).await?;
+    drop(parts);
     let request = if header_length == Some(0) {
         // Raw binary request: the body is the data of the model's only input.
         let [input] = served.metadata.inputs.as_slice() else {

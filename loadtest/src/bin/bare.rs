@@ -11,6 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+
+/// The same allocator as the `oxserve` binary, so the ceiling is served the way oxserve is.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
