@@ -11,10 +11,14 @@
 //! - `cargo xtask bench trees` times oxserve's XGBoost/LightGBM evaluators against the
 //!   frameworks' own predict, in-process on one thread.
 //!
-//! Both measure and report; neither asserts a figure. `docs/benchmarks.md` records results.
+//! - `cargo xtask bench instructions` counts the user-space instructions per REST request
+//!   of oxserve and the bare ceiling with callgrind: stable figures on a busy machine.
+//!
+//! All measure and report; none asserts a figure. `docs/benchmarks.md` records results.
 
 mod batching;
 mod criterion;
+mod instructions;
 mod peers;
 mod server;
 mod trees;
@@ -42,6 +46,8 @@ enum BenchCommand {
     Batching(batching::Args),
     /// Time oxserve's tree evaluators against XGBoost's and LightGBM's own predict.
     Trees(trees::Args),
+    /// Count user-space instructions per REST request (callgrind), oxserve and the ceiling.
+    Instructions(instructions::Args),
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
@@ -52,6 +58,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         BenchCommand::Peers(args) => peers::run(sh, args),
         BenchCommand::Batching(args) => batching::run(sh, args),
         BenchCommand::Trees(args) => trees::run(sh, args),
+        BenchCommand::Instructions(args) => instructions::run(sh, args),
     }
 }
 
