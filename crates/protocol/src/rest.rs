@@ -11,6 +11,8 @@
 //! `BF16` have no JSON form and always travel as binary data.
 
 mod json;
+mod number;
+mod scan;
 
 pub(crate) use json::{JsonElem, ShapeTracker, WriteJson, parse_into, write_nested, write_str};
 
@@ -90,6 +92,36 @@ struct WireTensor<'a> {
     data: Option<&'a RawValue>,
 }
 
+/// A tensor's members as read from JSON, before any check.
+#[derive(Default)]
+struct TensorParts<'a> {
+    name: Option<String>,
+    shape: Option<Vec<i64>>,
+    datatype: Option<Cow<'a, str>>,
+    parameters: Option<Parameters>,
+    data: Option<WireData<'a>>,
+}
+
+/// A tensor's `data` member.
+enum WireData<'a> {
+    /// The JSON text, well-formed, still to parse.
+    Text(&'a str),
+    /// Already parsed for the tensor's datatype (by the one-pass request scanner).
+    Parsed(TensorData),
+}
+
+impl<'a> From<WireTensor<'a>> for TensorParts<'a> {
+    fn from(w: WireTensor<'a>) -> Self {
+        TensorParts {
+            name: w.name,
+            shape: w.shape,
+            datatype: w.datatype,
+            parameters: w.parameters,
+            data: w.data.map(|raw| WireData::Text(raw.get())),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct WireOutput {
     #[serde(default)]
@@ -144,13 +176,32 @@ impl BinaryCursor<'_> {
 /// metadata: route those to [`decode_raw_single_input`] instead.
 pub fn decode_request(body: &[u8], header_length: Option<usize>) -> Result<InferRequest> {
     let (header, binary) = split_body(body, header_length)?;
+    match scan::decode_request(header, binary) {
+        Ok(req) => Ok(req),
+        // The one-pass scanner gives up on anything it does not accept; serde_json then
+        // decides, with its exact diagnostics.
+        Err(scan::Bail) => decode_request_parts(header, binary),
+    }
+}
+
+/// [`decode_request`] through serde_json alone: the reference the one-pass scanner is
+/// tested and benchmarked against.
+#[doc(hidden)]
+pub fn decode_request_reference(body: &[u8], header_length: Option<usize>) -> Result<InferRequest> {
+    let (header, binary) = split_body(body, header_length)?;
+    decode_request_parts(header, binary)
+}
+
+/// Decodes a request's JSON `header` with serde_json, taking binary tensor data from
+/// `binary`.
+fn decode_request_parts(header: &[u8], binary: &[u8]) -> Result<InferRequest> {
     let wire: WireRequest<'_> = serde_json::from_slice(header).map_err(json_error)?;
     let wire_inputs =
         wire.inputs.ok_or_else(|| ProtocolError::invalid("missing required field \"inputs\""))?;
     let mut cursor = BinaryCursor { rest: binary };
     let mut inputs = Vec::with_capacity(wire_inputs.len());
     for (i, w) in wire_inputs.into_iter().enumerate() {
-        inputs.push(decode_tensor("input", i, w, &mut cursor)?);
+        inputs.push(decode_tensor("input", i, w.into(), &mut cursor)?);
     }
     cursor.finish()?;
     let outputs = match wire.outputs {
@@ -186,7 +237,7 @@ pub fn decode_response(body: &[u8], header_length: Option<usize>) -> Result<Infe
     let mut cursor = BinaryCursor { rest: binary };
     let mut outputs = Vec::with_capacity(wire_outputs.len());
     for (i, w) in wire_outputs.into_iter().enumerate() {
-        outputs.push(decode_tensor("output", i, w, &mut cursor)?);
+        outputs.push(decode_tensor("output", i, w.into(), &mut cursor)?);
     }
     cursor.finish()?;
     Ok(InferResponse {
@@ -203,7 +254,7 @@ pub fn decode_response(body: &[u8], header_length: Option<usize>) -> Result<Infe
 fn decode_tensor(
     kind: &str,
     index: usize,
-    w: WireTensor<'_>,
+    w: TensorParts<'_>,
     cursor: &mut BinaryCursor<'_>,
 ) -> Result<Tensor> {
     let name = w.name.ok_or_else(|| {
@@ -241,17 +292,24 @@ fn decode_tensor(
             decode_raw(&name, datatype, &shape, bytes)?
         }
         None => {
-            let raw = w.data.ok_or_else(|| missing("data"))?;
+            let data = w.data.ok_or_else(|| missing("data"))?;
             if datatype.is_raw_only() {
                 return Err(ProtocolError::invalid(format!(
                     "{kind} \"{name}\": {datatype} data is only accepted as binary tensor data"
                 )));
             }
-            // The declared shape bounds the allocation only as far as the text could hold
-            // that many elements (each takes at least one character and a separator).
-            let hint = element_count(&name, &shape)?.min(raw.get().len() / 2 + 1);
-            decode_json_data(datatype, raw.get(), hint, None)
-                .map_err(|msg| ProtocolError::invalid(format!("{kind} \"{name}\": {msg}")))?
+            match data {
+                WireData::Text(text) => {
+                    // The declared shape bounds the allocation only as far as the text could
+                    // hold that many elements (each takes at least one character and a
+                    // separator).
+                    let hint = element_count(&name, &shape)?.min(text.len() / 2 + 1);
+                    decode_json_data(datatype, text, hint, None).map_err(|msg| {
+                        ProtocolError::invalid(format!("{kind} \"{name}\": {msg}"))
+                    })?
+                }
+                WireData::Parsed(data) => data,
+            }
         }
     };
     let tensor = Tensor { name, shape, data, parameters };

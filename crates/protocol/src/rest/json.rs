@@ -1,16 +1,19 @@
 //! JSON tensor elements: a parser that reads a tensor's (flat or nested) `data` array straight
 //! into its typed vector, and writers that append typed elements as JSON.
 //!
-//! The parser runs on text serde_json has already checked to be well-formed JSON (it is a
-//! `RawValue` of the body), so it only has to recognise tokens, not report syntax errors
-//! well. Numbers are parsed directly from their text into the target type, so an `FP32`
-//! value is rounded once (not through `f64`) and integers are range-checked exactly.
+//! The parser runs on text already checked to be well-formed JSON (a serde_json `RawValue`
+//! of the body, or a value the request scanner checked), so it only has to recognise tokens,
+//! not report syntax errors well. Numbers are parsed directly from their text into the
+//! target type, so an `FP32` value is rounded once (not through `f64`) and integers are
+//! range-checked exactly. [`JsonElem`] is shared with the one-pass request scanner
+//! (`scan.rs`), which hands over numbers it has already scanned.
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
 use half::{bf16, f16};
 
+use super::number::{self, Decimal};
 use crate::datatype::DataType;
 
 /// serde_json refuses documents nested deeper than 128; this bound only guards the
@@ -35,6 +38,12 @@ pub(crate) trait JsonElem: Sized {
     /// From the text of a JSON number.
     fn from_number(_tok: &str) -> Result<Self, ElemError> {
         Err(ElemError::Kind("a number"))
+    }
+    /// From a JSON number already scanned into `d`, whose text is `tok`; the same as
+    /// [`JsonElem::from_number`] of `tok`.
+    fn from_decimal(_d: &Decimal, tok: &[u8]) -> Result<Self, ElemError> {
+        // A scanned number is ASCII.
+        Self::from_number(std::str::from_utf8(tok).unwrap_or_default())
     }
     /// From `true`/`false`.
     fn from_bool(_b: bool) -> Result<Self, ElemError> {
@@ -81,6 +90,13 @@ macro_rules! int_elem {
                 }
                 <$ty>::try_from(parse_integer(tok)?).map_err(|_| ElemError::OutOfRange)
             }
+            #[inline]
+            fn from_decimal(d: &Decimal, tok: &[u8]) -> Result<Self, ElemError> {
+                match d.to_i128() {
+                    Some(v) => <$ty>::try_from(v).map_err(|_| ElemError::OutOfRange),
+                    None => Self::from_number(std::str::from_utf8(tok).unwrap_or_default()),
+                }
+            }
         }
     )*};
 }
@@ -100,7 +116,14 @@ impl JsonElem for bool {
 impl JsonElem for f32 {
     const DATATYPE: DataType = DataType::Fp32;
     fn from_number(tok: &str) -> Result<Self, ElemError> {
-        tok.parse().map_err(|_| ElemError::Kind("a malformed number"))
+        number::parse_f32(tok).map_err(|_| ElemError::Kind("a malformed number"))
+    }
+    #[inline]
+    fn from_decimal(d: &Decimal, tok: &[u8]) -> Result<Self, ElemError> {
+        match d.to_f32() {
+            Some(v) => Ok(v),
+            None => Self::from_number(std::str::from_utf8(tok).unwrap_or_default()),
+        }
     }
     fn from_null() -> Result<Self, ElemError> {
         Ok(f32::NAN)
@@ -110,7 +133,14 @@ impl JsonElem for f32 {
 impl JsonElem for f64 {
     const DATATYPE: DataType = DataType::Fp64;
     fn from_number(tok: &str) -> Result<Self, ElemError> {
-        tok.parse().map_err(|_| ElemError::Kind("a malformed number"))
+        number::parse_f64(tok).map_err(|_| ElemError::Kind("a malformed number"))
+    }
+    #[inline]
+    fn from_decimal(d: &Decimal, tok: &[u8]) -> Result<Self, ElemError> {
+        match d.to_f64() {
+            Some(v) => Ok(v),
+            None => Self::from_number(std::str::from_utf8(tok).unwrap_or_default()),
+        }
     }
     fn from_null() -> Result<Self, ElemError> {
         Ok(f64::NAN)

@@ -443,3 +443,253 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The one-pass scanner against the serde_json reference decoder
+// ---------------------------------------------------------------------------------------
+
+fn requests_bits_eq(a: &InferRequest, b: &InferRequest) -> bool {
+    a.id == b.id
+        && a.parameters == b.parameters
+        && a.outputs == b.outputs
+        && tensors_bits_eq(&a.inputs, &b.inputs)
+}
+
+/// Whenever the scanner decodes `body`, the reference decoder decodes it to the same request;
+/// and `decode_request` always answers as the reference does. Returns whether the scanner
+/// took it.
+fn check_against_reference(body: &[u8], header: Option<usize>) -> Result<bool, TestCaseError> {
+    let reference = decode_request_reference(body, header);
+    let taken = match split_body(body, header) {
+        Ok((json, binary)) => match scan::decode_request(json, binary) {
+            Ok(fast) => {
+                let Ok(reference) = &reference else {
+                    return Err(TestCaseError::fail(format!(
+                        "scanner accepted what the reference refuses ({reference:?}): {}",
+                        String::from_utf8_lossy(body)
+                    )));
+                };
+                prop_assert!(
+                    requests_bits_eq(&fast, reference),
+                    "{:?} != {:?} for {}",
+                    fast,
+                    reference,
+                    String::from_utf8_lossy(body)
+                );
+                true
+            }
+            Err(scan::Bail) => false,
+        },
+        Err(_) => false,
+    };
+    match (decode_request(body, header), &reference) {
+        (Ok(a), Ok(b)) => prop_assert!(requests_bits_eq(&a, b)),
+        (Err(a), Err(b)) => prop_assert_eq!(&a, b),
+        (a, b) => prop_assert!(false, "{:?} vs reference {:?}", a, b),
+    }
+    Ok(taken)
+}
+
+fn takes(body: &str) -> bool {
+    check_against_reference(body.as_bytes(), None).unwrap()
+}
+
+#[test]
+fn scanner_takes_common_forms() {
+    // As encoders write them, with whitespace, in any member order, with unknown members,
+    // escaped strings, parameters of every type and data before its datatype.
+    assert!(takes(r#"{"inputs":[]}"#));
+    assert!(takes(
+        r#" { "id" : "a\"b\u00e9" , "parameters" : {"b":true,"i":-3,"u":18446744073709551615,
+        "d":0.1,"s":"x","big":1e300} , "inputs" : [ { "data" : [ [1 , 2.5e-3] ,
+        [ -0.0 , null ] ] , "shape" : [ 2 , 2 ] , "datatype" : "FP32" , "extra" : {"a":[{}]},
+        "name" : "in\tput" } ] , "outputs" : [ {"name":"o","parameters":{"binary_data":true},
+        "x":null} ] , "unknown" : [1, "é", {"k": [true, false, null]}] } "#
+    ));
+    assert!(takes(
+        r#"{"inputs":[{"name":"x","datatype":"BYTES","shape":[3],"data":["a","\u00e9\n","é"]}]}"#
+    ));
+    assert!(takes(
+        r#"{"inputs":[{"name":"x","datatype":"UINT8","shape":[3],"data":[0,255,2.0]}]}"#
+    ));
+    assert!(takes(
+        r#"{"inputs":[{"name":"x","datatype":"INT64","shape":[],"data":-9223372036854775808}]}"#
+    ));
+    assert!(takes(r#"{"inputs":[{"name":"x","datatype":"BOOL","shape":[0],"data":[]}]}"#));
+    assert!(takes(r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[[1]]}]}"#));
+    assert!(takes(
+        r#"{"inputs":[{"name":"x","datatype":"FP64","shape":[2],"data":[1e999, 0.30000000000000004]}]}"#
+    ));
+    let binary = r#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT32","parameters":{"binary_data_size":4}}]}"#;
+    let mut body = binary.as_bytes().to_vec();
+    body.extend_from_slice(&7i32.to_le_bytes());
+    assert!(check_against_reference(&body, Some(binary.len())).unwrap());
+}
+
+#[test]
+fn scanner_leaves_errors_and_rare_forms_to_the_reference() {
+    for body in [
+        "",
+        "{",
+        "[]",
+        "{}",
+        r#"{"inputs":[]} x"#,
+        r#"{"inputs":[],}"#,
+        r#"{"inputs":[],"inputs":[]}"#,
+        r#"{"id":null,"inputs":[]}"#,
+        r#"{"\u0069d":"a","inputs":[]}"#,
+        r#"{"inputs":[{"name":"x","shape":[-0],"datatype":"FP32","data":[]}]}"#,
+        r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":null}]}"#,
+        r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[01]}]}"#,
+        r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1.]}]}"#,
+        r#"{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1],"data":[2]}]}"#,
+        r#"{"inputs":[{"name":"x","shape":[1],"datatype":"INT8","data":[128]}]}"#,
+        r#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["\ud800"]}]}"#,
+        r#"{"inputs":[{"name":"x","shape":[1],"datatype":"BYTES","data":["a	b"]}]}"#,
+        r#"{"inputs":[],"unknown":"\x"}"#,
+        r#"{"inputs":[],"parameters":{"p":null}}"#,
+        r#"{"inputs":[],"parameters":{"p":1e400}}"#,
+        r#"{"inputs":[],"outputs":[{"parameters":{}}]}"#,
+    ] {
+        assert!(!takes(body), "{body}");
+    }
+    // Invalid UTF-8 in a string.
+    let body = b"{\"id\":\"\xff\",\"inputs\":[]}";
+    assert!(!check_against_reference(body, None).unwrap());
+    // Deeper than the scanner goes, in data and in an unknown member.
+    let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+    let body = format!(
+        r#"{{"inputs":[{{"name":"x","shape":[1],"datatype":"FP32","data":{}}}]}}"#,
+        deep(200)
+    );
+    assert!(!takes(&body));
+    assert!(!takes(&format!(r#"{{"inputs":[],"u":{}}}"#, deep(300))));
+    assert!(takes(&format!(r#"{{"inputs":[],"u":{}}}"#, deep(90))));
+}
+
+/// Bytes that keep bodies close to JSON when inserted.
+const JSONISH: &[u8] = b"{}[],:\"\\0123456789.-+eEnulltruefals \n\tx\xc3\xa9\xff";
+
+#[derive(Debug, Clone)]
+enum Edit {
+    Delete(proptest::sample::Index),
+    Insert(proptest::sample::Index, u8),
+    Replace(proptest::sample::Index, u8),
+}
+
+fn arb_edit() -> impl Strategy<Value = Edit> {
+    let byte = proptest::sample::select(JSONISH);
+    prop_oneof![
+        any::<proptest::sample::Index>().prop_map(Edit::Delete),
+        (any::<proptest::sample::Index>(), byte.clone()).prop_map(|(i, b)| Edit::Insert(i, b)),
+        (any::<proptest::sample::Index>(), byte).prop_map(|(i, b)| Edit::Replace(i, b)),
+    ]
+}
+
+fn apply(body: &mut Vec<u8>, edit: &Edit) {
+    if body.is_empty() {
+        return;
+    }
+    match edit {
+        Edit::Delete(i) => {
+            body.remove(i.index(body.len()));
+        }
+        Edit::Insert(i, b) => body.insert(i.index(body.len() + 1), *b),
+        Edit::Replace(i, b) => {
+            let at = i.index(body.len());
+            body[at] = *b;
+        }
+    }
+}
+
+/// A JSON value for a tensor member, in one of its accepted or refused forms.
+fn arb_member_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("null".to_owned()),
+        Just("[1,2]".to_owned()),
+        Just("[[1],[2]]".to_owned()),
+        Just(r#"["a","b"]"#.to_owned()),
+        Just("[true,false]".to_owned()),
+        Just("[1.5,-0,1e999]".to_owned()),
+        Just(r#""FP32""#.to_owned()),
+        Just(r#""BYTES""#.to_owned()),
+        Just(r#""INT8""#.to_owned()),
+        Just(r#""BOOL""#.to_owned()),
+        Just(r#"{"binary_data_size":0}"#.to_owned()),
+        Just(r#"{"k":"v","n":1.25}"#.to_owned()),
+        Just("[2]".to_owned()),
+        Just("[1,2]".to_owned()),
+        Just(r#""x""#.to_owned()),
+        Just("7".to_owned()),
+    ]
+}
+
+fn arb_tensor_object() -> impl Strategy<Value = String> {
+    let keys = proptest::sample::select(vec![
+        "name",
+        "shape",
+        "datatype",
+        "data",
+        "parameters",
+        "other",
+        "n\\u0061me",
+    ]);
+    proptest::collection::vec((keys, arb_member_value()), 0..7).prop_map(|members| {
+        let members: Vec<String> = members.iter().map(|(k, v)| format!(r#""{k}":{v}"#)).collect();
+        format!("{{{}}}", members.join(","))
+    })
+}
+
+proptest! {
+    /// Encoded requests, some edited into malformed or unusual ones: the scanner agrees
+    /// with the reference decoder whenever it answers, and takes every unedited body.
+    #[test]
+    fn scanner_agrees_with_the_reference_on_edited_bodies(
+        inputs in arb_tensors(false),
+        binary in any::<bool>(),
+        id in proptest::option::of("[a-z\"é]{0,4}"),
+        edits in proptest::collection::vec(arb_edit(), 0..4),
+    ) {
+        let mut req = InferRequest { id, inputs, ..InferRequest::default() };
+        req.parameters.insert("binary_data_output".into(), Parameter::Bool(binary));
+        req.outputs.push(RequestedOutput { name: "o".into(), parameters: Parameters::default() });
+        let encoded = encode_request(&req, binary);
+        let mut body = encoded.body.clone();
+        for e in &edits {
+            apply(&mut body, e);
+        }
+        let header = encoded.header_length.map(|n| n.min(body.len()));
+        let taken = check_against_reference(&body, header)?;
+        if edits.is_empty() {
+            prop_assert!(taken, "scanner refused an encoded request");
+        }
+    }
+
+    /// Tensor objects with members in any order, repeated, missing or of the wrong type.
+    #[test]
+    fn scanner_agrees_with_the_reference_on_odd_tensors(
+        tensors in proptest::collection::vec(arb_tensor_object(), 0..3),
+    ) {
+        let body = format!(r#"{{"inputs":[{}]}}"#, tensors.join(","));
+        check_against_reference(body.as_bytes(), None)?;
+    }
+
+    #[test]
+    fn scanner_agrees_with_the_reference_on_arbitrary_data(
+        datatype in proptest::sample::select(DataType::ALL.to_vec()),
+        data in r#"[\[\]{}",:0-9a-z.eE\\ +-]{0,40}"#,
+        shape in proptest::sample::select(vec!["[2]", "[1,2]", "[]", "[0]"]),
+    ) {
+        let body = format!(
+            r#"{{"inputs":[{{"name":"x","shape":{shape},"datatype":"{datatype}","data":{data}}}]}}"#
+        );
+        check_against_reference(body.as_bytes(), None)?;
+    }
+
+    #[test]
+    fn scanner_never_panics_on_arbitrary_bytes(
+        body in proptest::collection::vec(proptest::sample::select(JSONISH), 0..96),
+    ) {
+        check_against_reference(&body, None)?;
+    }
+}
