@@ -292,8 +292,13 @@ impl Step {
                 let labels_out = label.map(|_| classify(&s, linear.targets, labels));
                 let s = if linear.targets == 1 {
                     // One score per row and two labels: ONNX Runtime adds the second class
-                    // as [1 - s, s], whatever the post-transform (PROBIT aside).
-                    s.iter().flat_map(|&v| [1.0 - v, v]).collect()
+                    // as [1 - p, p], with p the logistic of the score for LOGISTIC and the
+                    // score itself for every other transform.
+                    let p = |v: f32| match transform {
+                        PostTransform::Logistic => ops::logistic_exact(v),
+                        _ => v,
+                    };
+                    s.iter().map(|&v| p(v)).flat_map(|p| [1.0 - p, p]).collect()
                 } else {
                     ops::post_transform(&mut s, linear.targets, *transform);
                     s

@@ -30,11 +30,15 @@ struct Kind {
     width: Option<usize>,
     /// Produced by `ZipMap`: may only be a graph output.
     zipmap: bool,
+    /// Within 1e-7 of ONNX Runtime's values rather than equal to the last bit (see
+    /// [`ops::logistic`](super::ops::logistic)): may only reach graph outputs, through
+    /// operators that keep values as they are.
+    approximate: bool,
 }
 
 impl Kind {
     fn matrix(elem: Elem, width: usize) -> Kind {
-        Kind { elem, width: Some(width), zipmap: false }
+        Kind { elem, width: Some(width), zipmap: false, approximate: false }
     }
 }
 
@@ -144,6 +148,10 @@ impl Compiler {
             .ok_or_else(|| format!("{op} reads \"{name}\", which is not computed before it"))?;
         if kind.zipmap {
             return Err(format!("{op} reads the ZipMap output \"{name}\""));
+        }
+        let keeps_values = matches!(op, "Identity" | "ZipMap" | "Cast");
+        if kind.approximate && !keeps_values {
+            return Err(format!("{op} reads the LOGISTIC scores \"{name}\" of several classes"));
         }
         Ok((slot, kind))
     }
@@ -255,9 +263,13 @@ impl Compiler {
         if node.output.is_empty() || node.output.len() > 2 {
             return Err(format!("{OP} with {} outputs", node.output.len()));
         }
-        let label_kind = Kind { elem: label_elem, width: None, zipmap: false };
+        let label_kind = Kind { elem: label_elem, width: None, zipmap: false, approximate: false };
         let label = self.define_optional(node.output.first(), label_kind)?;
-        let scores = self.define_optional(node.output.get(1), Kind::matrix(Elem::F32, classes))?;
+        let scores_kind = Kind {
+            approximate: targets > 1 && transform == PostTransform::Logistic,
+            ..Kind::matrix(Elem::F32, classes)
+        };
+        let scores = self.define_optional(node.output.get(1), scores_kind)?;
         self.steps.push(Step::Classify { input, label, scores, linear, labels, transform });
         Ok(())
     }

@@ -39,9 +39,13 @@ pub enum Norm {
 }
 
 /// `scores = x · coefficientsᵀ + intercepts` for `[rows, features]` input and
-/// `[targets, features]` coefficients, as ONNX Runtime's `Gemm` over MLAS computes it on
-/// x86-64: each dot product is a chain of fused multiply-adds over a block of features,
-/// and each block's sum is added to the output, which starts as the intercept.
+/// `[targets, features]` coefficients, in the order ONNX Runtime's `Gemm` over MLAS sums on
+/// x86-64 with AVX2, so that even sums that nearly cancel come out the same:
+/// - a single row goes through MLAS's `M = 1` kernel: eight lane sums of products (lane
+///   `k mod 8`), reduced in a fixed pattern that depends on the target's position;
+/// - several rows go through the general kernel: one chain of fused multiply-adds per
+///   block of features, each block's sum added to the output, which starts at the
+///   intercept.
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// Row-major `[targets, features]`.
@@ -65,15 +69,27 @@ impl Linear {
         stride_k
     }
 
+    fn intercept(&self, target: usize) -> Option<f32> {
+        self.intercepts.as_ref().map(|b| b.get(target).copied().unwrap_or(0.0))
+    }
+
     /// Scores of every row of `x` (`rows * features` values): `rows * targets` values.
     pub fn scores(&self, x: &[f32]) -> Vec<f32> {
-        let rows = x.len().checked_div(self.features).unwrap_or(0);
+        let features = self.features.max(1);
+        let rows = x.len() / features;
         let mut out = Vec::with_capacity(rows * self.targets);
+        let weights = self.coefficients.chunks_exact(features);
+        if rows == 1 {
+            for (t, w) in weights.enumerate() {
+                let sum = self.m1_dot(x, w, t);
+                out.push(sum + self.intercept(t).unwrap_or(0.0));
+            }
+            return out;
+        }
         let block = self.block();
-        for row in x.chunks_exact(self.features.max(1)) {
-            for (t, weights) in self.coefficients.chunks_exact(self.features.max(1)).enumerate() {
-                let mut sum: Option<f32> =
-                    self.intercepts.as_ref().map(|b| b.get(t).copied().unwrap_or(0.0));
+        for row in x.chunks_exact(features) {
+            for (t, weights) in self.coefficients.chunks_exact(features).enumerate() {
+                let mut sum = self.intercept(t);
                 for (xs, ws) in row.chunks(block).zip(weights.chunks(block)) {
                     let dot = xs.iter().zip(ws).fold(0.0f32, |acc, (x, w)| x.mul_add(*w, acc));
                     sum = Some(match sum {
@@ -85,6 +101,26 @@ impl Linear {
             }
         }
         out
+    }
+
+    /// The dot product of target `t` as `MlasSgemmKernelM1TransposeBAvx` computes it: the
+    /// targets go in groups of four, then a pair, then a single one, and each group shape
+    /// reduces its eight lane sums in its own order.
+    fn m1_dot(&self, x: &[f32], w: &[f32], t: usize) -> f32 {
+        let mut l = [0.0f32; 8];
+        for (k, (x, w)) in x.iter().zip(w).enumerate() {
+            // Separate multiply and add (AVX, no FMA), as the kernel does.
+            l[k % 8] += x * w;
+        }
+        let in_fours = self.targets / 4 * 4;
+        let pair = self.targets % 4 >= 2;
+        if t < in_fours {
+            (((l[0] + l[1]) + l[2]) + l[3]) + (((l[4] + l[5]) + l[6]) + l[7])
+        } else if pair && t < in_fours + 2 {
+            ((l[0] + l[2]) + (l[4] + l[6])) + ((l[1] + l[3]) + (l[5] + l[7]))
+        } else {
+            ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
+        }
     }
 }
 
@@ -147,17 +183,30 @@ pub fn softmax_zero(row: &mut [f32]) {
 
 /// MLAS's `MlasComputeLogistic`, which ONNX Runtime uses for a `LOGISTIC` post-transform
 /// over two or more scores: Eigen's rational approximation of `1 / (1 + e^-x)` on
-/// `[-18, 18]`, clamped to `[0, 1]`. NaN stays NaN.
+/// `[-18, 18]`, floored at 0. NaN stays NaN.
+///
+/// The ONNX Runtime build in use agrees with this to an ulp or two (at most 6e-8 apart,
+/// the last bits differ in about a third of the inputs), not bit for bit; the plan
+/// compiler therefore lets these scores reach only graph outputs, never a `Normalizer`
+/// that could magnify the difference.
 pub fn logistic(x: f32) -> f32 {
-    const ALPHA: [f32; 5] =
-        [4.370_310_1e-11, 1.156_273_2e-07, 6.085_748_6e-05, 8.513_771e-03, 2.482_879_5e-01];
+    // The coefficients as MLAS publishes them (`MlasLogisticConstants`).
+    #[allow(clippy::excessive_precision)]
+    const ALPHA: [f32; 5] = [
+        4.37031012579801e-11,
+        1.15627324459942e-07,
+        6.08574864600143e-05,
+        8.51377133304701e-03,
+        2.48287947061529e-01,
+    ];
+    #[allow(clippy::excessive_precision)]
     const BETA: [f32; 6] = [
-        6.102_474e-13,
-        5.761_021_4e-09,
-        6.291_068e-06,
-        1.701_988_2e-03,
-        1.168_176_6e-01,
-        9.931_519e-01,
+        6.10247389755681e-13,
+        5.76102136993427e-09,
+        6.29106785017040e-06,
+        1.70198817374094e-03,
+        1.16817656904453e-01,
+        9.93151921023180e-01,
     ];
     let v = if x < -18.0 { -18.0 } else { x };
     let v = if v > 18.0 { 18.0 } else { v };
@@ -165,13 +214,14 @@ pub fn logistic(x: f32) -> f32 {
     let p = ALPHA[1..].iter().fold(ALPHA[0], |p, a| p.mul_add(v2, *a)) * v;
     let q = BETA[1..].iter().fold(BETA[0], |q, b| q.mul_add(v2, *b));
     let y = p / q + 0.5;
-    if y < 0.0 {
-        0.0
-    } else if y > 1.0 {
-        1.0
-    } else {
-        y
-    }
+    if y < 0.0 { 0.0 } else { y }
+}
+
+/// ONNX Runtime's `ComputeLogistic`, used for a single score: `1 / (1 + e^-|x|)`, mirrored
+/// for negative `x`.
+pub fn logistic_exact(x: f32) -> f32 {
+    let v = 1.0 / (1.0 + (-x.abs()).exp());
+    if x < 0.0 { 1.0 - v } else { v }
 }
 
 /// `LinearClassifier`'s post-transform of `rows × targets` scores in place, as ONNX
@@ -276,7 +326,7 @@ pub fn normalize<T: Real>(x: &[T], width: usize, norm: Norm) -> Vec<f32> {
                 if sum != 0.0 {
                     for (o, v) in written.iter_mut().zip(row) {
                         let r = (*o / sum).sqrt();
-                        *o = if v.is_negative() { r * -1.0 } else { r };
+                        *o = if v.is_negative() { -r } else { r };
                     }
                 } else {
                     for (o, v) in written.iter_mut().zip(row) {
@@ -327,6 +377,7 @@ mod tests {
             targets: 2,
         };
         assert_eq!(l.scores(&[1.0, 1.0, 2.0, 0.0]), vec![3.5, -1.0, 2.5, -2.5]);
+        assert_eq!(l.scores(&[2.0, 0.0]), vec![2.5, -2.5]);
         assert_eq!(l.scores(&[]), Vec::<f32>::new());
     }
 
