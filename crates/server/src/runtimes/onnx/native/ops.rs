@@ -91,7 +91,7 @@ impl Linear {
             for (t, weights) in self.coefficients.chunks_exact(features).enumerate() {
                 let mut sum = self.intercept(t);
                 for (xs, ws) in row.chunks(block).zip(weights.chunks(block)) {
-                    let dot = xs.iter().zip(ws).fold(0.0f32, |acc, (x, w)| x.mul_add(*w, acc));
+                    let dot = xs.iter().zip(ws).fold(0.0f32, |acc, (x, w)| fma(*x, *w, acc));
                     sum = Some(match sum {
                         Some(s) => dot + s,
                         None => dot,
@@ -122,6 +122,15 @@ impl Linear {
             ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))
         }
     }
+}
+
+/// `a * b + c` rounded once, as the FMA instruction computes it, without a call into libm
+/// (`f32::mul_add` is a function call unless the build targets FMA): the product of two
+/// `f32` is exact in `f64`, so only the sum is rounded, first to `f64` and then to `f32`.
+/// That double rounding differs from a single one only when the `f64` sum lands exactly
+/// halfway between two `f32` values, a last-bit difference that rarely happens.
+fn fma(a: f32, b: f32, c: f32) -> f32 {
+    (f64::from(a) * f64::from(b) + f64::from(c)) as f32
 }
 
 /// The index of the first largest score of a row, by ONNX Runtime's `score > max` scan
