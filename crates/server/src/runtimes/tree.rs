@@ -95,7 +95,35 @@ impl Score for f64 {
     }
 }
 
+/// Rows stepped through a tree in lockstep: their node-to-node load chains do not depend on
+/// each other, so the core overlaps them instead of waiting on one row's chain at a time.
+const LANES: usize = 8;
+
+/// One tree's place in the forest.
+#[derive(Debug, Clone, Copy)]
+struct TreeInfo {
+    /// The root link (see [`Forest::children`]).
+    root: i32,
+    /// Steps every walk takes at least (the depth of the shallowest leaf): a lockstep walk
+    /// takes them without checking whether its rows have arrived.
+    min_depth: u32,
+    /// The output group the tree adds to.
+    group: u32,
+    /// Whether every split is a plain numeric one (no category set, no zero-as-missing), so
+    /// the branch-free step applies to the whole tree.
+    plain: bool,
+}
+
 /// All trees of a model in flat node tables, ready for batched evaluation.
+///
+/// [`Forest::push`] establishes these invariants, on which evaluation's unchecked indexing
+/// relies:
+/// - (I1) `feature`, `threshold`, `children`, `flags` and `cat_set` hold one entry per
+///   internal node;
+/// - (I2) every link (a tree's root, a node's children) `>= 0` is an internal node of the
+///   same tree, and every link `< 0` is the leaf `!link`, an index into `leaf_value`;
+/// - (I3) every `feature` is `< num_features`;
+/// - (I4) a node's child node has a larger index than the node, so every walk ends.
 #[derive(Debug, Clone)]
 pub(crate) struct Forest<S> {
     num_features: usize,
@@ -113,9 +141,7 @@ pub(crate) struct Forest<S> {
     cat_ranges: Vec<(u32, u32)>,
     cat_bits: Vec<u32>,
     leaf_value: Vec<S>,
-    /// Per tree: the root link and the output group it adds to.
-    roots: Vec<i32>,
-    group: Vec<u32>,
+    trees: Vec<TreeInfo>,
 }
 
 impl<S: Score> Forest<S> {
@@ -141,8 +167,7 @@ impl<S: Score> Forest<S> {
             cat_ranges: Vec::new(),
             cat_bits: Vec::new(),
             leaf_value: Vec::new(),
-            roots: Vec::new(),
-            group: Vec::new(),
+            trees: Vec::new(),
         })
     }
 
@@ -153,16 +178,16 @@ impl<S: Score> Forest<S> {
 
     /// Number of trees.
     pub(crate) fn num_trees(&self) -> usize {
-        self.roots.len()
+        self.trees.len()
     }
 
     /// Approximate heap size in bytes.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.feature.len() * (4 + 4 + 4 + 4 + 1 + 4)
+        self.feature.len() * (4 + 4 + 8 + 1 + 4)
             + self.cat_ranges.len() * 8
             + self.cat_bits.len() * 4
             + self.leaf_value.len() * std::mem::size_of::<S>()
-            + self.roots.len() * 8
+            + self.trees.len() * std::mem::size_of::<TreeInfo>()
     }
 
     /// Validates `tree` and appends it, adding to output `group`. `what` names the tree in
@@ -185,6 +210,7 @@ impl<S: Score> Forest<S> {
         if i32::try_from(total_nodes).is_err() || i32::try_from(total_leaves).is_err() {
             return Err(too_big());
         }
+        // (I2) and (I4).
         let link = |from: usize, child: Child| -> Result<i32, String> {
             match child {
                 // A child must come after its parent: this is what makes every walk finish.
@@ -196,15 +222,32 @@ impl<S: Score> Forest<S> {
         };
         // Check everything before touching the tables, so a failed push leaves them intact.
         let mut links = Vec::with_capacity(tree.nodes.len());
+        // Depths of nodes (parents come first, so a node's is final when it is reached) and
+        // the shallowest leaf.
+        let mut depth = vec![0u32; tree.nodes.len()];
+        let mut min_depth = if tree.nodes.is_empty() { 0 } else { u32::MAX };
         for (i, node) in tree.nodes.iter().enumerate() {
+            // (I3)
             if node.feature >= self.num_features {
                 return Err(format!(
                     "{what}: node {i} splits on feature {} but the model has {} features",
                     node.feature, self.num_features
                 ));
             }
-            links.push((link(i, node.left)?, link(i, node.right)?));
+            let (left, right) = (link(i, node.left)?, link(i, node.right)?);
+            for child in [left, right] {
+                if child >= 0 {
+                    depth[child as usize - node_base] = depth[i] + 1;
+                } else {
+                    min_depth = min_depth.min(depth[i] + 1);
+                }
+            }
+            links.push((left, right));
         }
+        let plain = tree
+            .nodes
+            .iter()
+            .all(|n| !n.zero_is_missing && matches!(n.split, Split::Numeric { .. }));
         let root = match tree.root() {
             Child::Node(_) => node_base as i32,
             Child::Leaf(_) => !(leaf_base as i32),
@@ -236,8 +279,7 @@ impl<S: Score> Forest<S> {
             self.cat_set.push(cat_set);
         }
         self.leaf_value.extend(tree.leaves.iter().map(|&v| S::from_f64(v)));
-        self.roots.push(root);
-        self.group.push(group as u32);
+        self.trees.push(TreeInfo { root, min_depth, group: group as u32, plain });
         Ok(())
     }
 
@@ -261,34 +303,122 @@ impl<S: Score> Forest<S> {
             out.extend_from_slice(base);
         }
         for (xs, outs) in x.chunks(BLOCK_ROWS * f).zip(out.chunks_mut(BLOCK_ROWS * k)) {
-            for (&root, &group) in self.roots.iter().zip(&self.group) {
-                let group = group as usize;
-                for (row, acc) in xs.chunks_exact(f).zip(outs.chunks_exact_mut(k)) {
-                    acc[group] += self.leaf_value[self.walk(root, row)];
+            // The only division per block: slicing by index below needs none (a
+            // `chunks_exact` per tree would pay several, which a one-row batch notices).
+            let n = xs.len() / f;
+            for t in 0..self.trees.len() {
+                if self.trees[t].plain {
+                    self.add_tree::<true>(t, xs, outs, n);
+                } else {
+                    self.add_tree::<false>(t, xs, outs, n);
                 }
             }
         }
         Ok(out)
     }
 
-    /// The leaf (index into `leaf_value`) that `row` reaches from `link`.
-    #[inline]
-    fn walk(&self, mut link: i32, row: &[f32]) -> usize {
+    /// Adds tree `t`'s leaf to the sums `outs` of the `n` rows `xs`: [`LANES`] rows at a time
+    /// in lockstep, the rest one by one. `PLAIN` must be the tree's `plain`.
+    #[inline(always)]
+    fn add_tree<const PLAIN: bool>(&self, t: usize, xs: &[f32], outs: &mut [S], n: usize) {
+        let (f, k) = (self.num_features, self.num_groups);
+        let group = self.trees[t].group as usize;
+        let lockstep = n - n % LANES;
+        for r in (0..lockstep).step_by(LANES) {
+            let leaves = self.walk_lanes::<PLAIN>(t, &xs[r * f..(r + LANES) * f]);
+            for (l, leaf) in leaves.into_iter().enumerate() {
+                outs[(r + l) * k + group] += self.leaf_value[leaf];
+            }
+        }
+        for r in lockstep..n {
+            outs[r * k + group] += self.leaf_value[self.walk::<PLAIN>(t, &xs[r * f..(r + 1) * f])];
+        }
+    }
+
+    /// The leaf (index into `leaf_value`) that `row` reaches in tree `t`.
+    #[inline(always)]
+    fn walk<const PLAIN: bool>(&self, t: usize, row: &[f32]) -> usize {
+        assert_eq!(row.len(), self.num_features);
+        let mut link = self.trees[t].root;
         while link >= 0 {
-            let i = link as usize;
-            let v = row[self.feature[i] as usize];
-            link = self.children[i][usize::from(self.goes_left(i, v))];
+            // SAFETY: `link >= 0` is a node (I2); `row` holds `num_features` values
+            // (asserted above).
+            link = unsafe { self.step::<PLAIN>(link as usize, row) };
         }
         !link as usize
     }
 
-    #[inline]
+    /// The leaves (indices into `leaf_value`) that the [`LANES`] rows of `x` reach in tree
+    /// `t`, walking them in lockstep: first the steps every path takes, then steps until
+    /// every row is at a leaf, rows already there staying put.
+    #[inline(always)]
+    fn walk_lanes<const PLAIN: bool>(&self, t: usize, x: &[f32]) -> [usize; LANES] {
+        let tree = self.trees[t];
+        let f = self.num_features;
+        assert_eq!(x.len(), LANES * f);
+        let rows: [&[f32]; LANES] = std::array::from_fn(|l| &x[l * f..(l + 1) * f]);
+        let mut at = [tree.root; LANES];
+        // No path ends before `min_depth` steps, so these only visit nodes.
+        for _ in 0..tree.min_depth {
+            for (link, row) in at.iter_mut().zip(rows) {
+                // SAFETY: `*link` is a node (I2; `min_depth` steps from the root are on
+                // every path); each of `rows` holds `num_features` values (asserted above).
+                *link = unsafe { self.step::<PLAIN>(*link as usize, row) };
+            }
+        }
+        // Until every link is a leaf (negative).
+        while at.iter().fold(-1, |all, &link| all & link) >= 0 {
+            for (link, row) in at.iter_mut().zip(rows) {
+                // A row at its leaf steps from the root instead, and keeps its leaf: a select,
+                // not a branch.
+                let node = if *link >= 0 { *link } else { tree.root };
+                // SAFETY: `node` is a node (I2): `*link` when that is `>= 0`, or else the
+                // root, which is one since some row is not at a leaf yet; each of `rows`
+                // holds `num_features` values (asserted above).
+                let next = unsafe { self.step::<PLAIN>(node as usize, row) };
+                *link = if *link >= 0 { next } else { *link };
+            }
+        }
+        at.map(|link| !link as usize)
+    }
+
+    /// One step of a walk: the link of the child of node `i` that `row` goes to. `PLAIN`: the
+    /// node is a plain numeric split.
+    ///
+    /// # Safety
+    ///
+    /// `i` must be a node (`< self.feature.len()`) and `row` must hold `num_features` values.
+    #[inline(always)]
+    unsafe fn step<const PLAIN: bool>(&self, i: usize, row: &[f32]) -> i32 {
+        debug_assert!(i < self.feature.len() && row.len() == self.num_features);
+        // SAFETY: `i` is a node (caller), and every node table has one entry per node (I1).
+        let feature = unsafe { *self.feature.get_unchecked(i) } as usize;
+        // SAFETY: `feature < num_features` (I3, checked by `push`) `== row.len()` (caller).
+        let v = unsafe { *row.get_unchecked(feature) };
+        let left = if PLAIN { self.plain_goes_left(i, v) } else { self.goes_left(i, v) };
+        // SAFETY: as for `feature`: `i` is a node (caller, I1).
+        let children = unsafe { self.children.get_unchecked(i) };
+        children[usize::from(left)]
+    }
+
+    /// Whether `v` goes left at node `i` (`< self.feature.len()`), a plain numeric split:
+    /// without branches, since random rows make any branch here a coin flip for the
+    /// predictor. `v < t` is false for NaN, which then goes by the flag.
+    #[inline(always)]
+    fn plain_goes_left(&self, i: usize, v: f32) -> bool {
+        debug_assert!(i < self.feature.len());
+        // SAFETY: `i` is a node (callers), every node table has one entry per node (I1).
+        let (threshold, flags) =
+            unsafe { (*self.threshold.get_unchecked(i), *self.flags.get_unchecked(i)) };
+        (v < threshold) | (v.is_nan() & (flags & DEFAULT_LEFT != 0))
+    }
+
+    /// Whether `v` goes left at node `i`, any kind of split.
+    #[inline(always)]
     fn goes_left(&self, i: usize, v: f32) -> bool {
         let flags = self.flags[i];
         if flags & (ZERO_MISSING | CATEGORICAL) == 0 {
-            // The common split, without branches: random rows make any branch here a coin
-            // flip for the predictor. `v < t` is false for NaN, which then goes by the flag.
-            return (v < self.threshold[i]) | (v.is_nan() & (flags & DEFAULT_LEFT != 0));
+            return self.plain_goes_left(i, v);
         }
         if v.is_nan() || (flags & ZERO_MISSING != 0 && v.abs() <= ZERO_THRESHOLD) {
             return flags & DEFAULT_LEFT != 0;
