@@ -59,7 +59,7 @@ pub(crate) struct Decimal {
     pub(crate) negative: bool,
     /// The significant digits (leading zeros dropped), when there are at most 19 of them.
     pub(crate) mantissa: u64,
-    /// The power of ten, saturated far beyond any finite `f64` (only meaningful when not
+    /// The power of ten, clamped far beyond any finite `f64` (only meaningful when not
     /// `many_digits`).
     pub(crate) exponent: i64,
     /// More than 19 significant digits: `mantissa` and `exponent` are incomplete and the
@@ -77,68 +77,37 @@ const EXPONENT_CLAMP: i64 = 1 << 20;
 /// returning it and the position just past it, or `None` when the text there is not a
 /// JSON number. The number ends at the first byte that cannot continue it; the caller
 /// checks that what follows is a delimiter.
-#[inline]
+#[inline(always)]
 pub(crate) fn scan(bytes: &[u8], mut pos: usize) -> Option<(Decimal, usize)> {
     let negative = bytes.get(pos) == Some(&b'-');
     if negative {
         pos += 1;
     }
-    let mut mantissa = 0u64;
-    let mut digits = 0u32;
-    let mut many_digits = false;
+    // Digits accumulate with wrapping arithmetic; whether more than 19 of them were
+    // significant (so the mantissa wrapped or lost digits) is worked out at the end.
+    let int_start = pos;
+    let (mut mantissa, mut digits) = digits(bytes, pos, 0);
+    // One leading zero at most, and at least one digit.
+    if digits == 0 || (digits > 1 && bytes.get(int_start) == Some(&b'0')) {
+        return None;
+    }
+    pos += digits;
     let mut exponent = 0i64;
-    // Appends one digit to the mantissa, or notes that there are too many.
-    macro_rules! push {
-        ($d:expr) => {
-            if digits < MAX_DIGITS {
-                mantissa = mantissa * 10 + u64::from($d);
-                // Leading zeros are not significant.
-                if mantissa != 0 {
-                    digits += 1;
-                }
-            } else {
-                many_digits = true;
-            }
-        };
-    }
-    match bytes.get(pos) {
-        Some(b'0') => {
-            pos += 1;
-            if bytes.get(pos).is_some_and(u8::is_ascii_digit) {
-                return None;
-            }
-        }
-        Some(&b @ b'1'..=b'9') => {
-            push!(b - b'0');
-            pos += 1;
-            while let Some(&b @ b'0'..=b'9') = bytes.get(pos) {
-                // Integer digits past the 19th scale the value; counted so the exponent
-                // stays right should a caller ever look at it.
-                if digits >= MAX_DIGITS {
-                    exponent += 1;
-                }
-                push!(b - b'0');
-                pos += 1;
-            }
-        }
-        _ => return None,
-    }
     let mut integral = true;
     if bytes.get(pos) == Some(&b'.') {
         integral = false;
         pos += 1;
-        let start = pos;
-        while let Some(&b @ b'0'..=b'9') = bytes.get(pos) {
-            if digits < MAX_DIGITS {
-                exponent -= 1;
-            }
-            push!(b - b'0');
-            pos += 1;
-        }
-        if pos == start {
+        let frac_digits;
+        (mantissa, frac_digits) = self::digits(bytes, pos, mantissa);
+        if frac_digits == 0 {
             return None;
         }
+        pos += frac_digits;
+        digits += frac_digits;
+        // At most the body's length: far below i64::MAX.
+        exponent = -(frac_digits as i64);
     }
+    let digits_end = pos;
     if let Some(b'e' | b'E') = bytes.get(pos) {
         integral = false;
         pos += 1;
@@ -153,7 +122,7 @@ pub(crate) fn scan(bytes: &[u8], mut pos: usize) -> Option<(Decimal, usize)> {
             }
             _ => false,
         };
-        let start = pos;
+        let exp_start = pos;
         let mut exp = 0i64;
         while let Some(&b @ b'0'..=b'9') = bytes.get(pos) {
             if exp < EXPONENT_CLAMP {
@@ -161,13 +130,79 @@ pub(crate) fn scan(bytes: &[u8], mut pos: usize) -> Option<(Decimal, usize)> {
             }
             pos += 1;
         }
-        if pos == start {
+        if pos == exp_start {
             return None;
         }
         exponent += if exp_negative { -exp } else { exp };
     }
+    let mut many_digits = false;
+    if digits > MAX_DIGITS as usize {
+        // Leading zeros (and the point among them) are not significant, and added nothing
+        // to the mantissa.
+        let leading = bytes
+            .get(int_start..digits_end)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&b| b == b'0' || b == b'.')
+            .filter(|&&b| b == b'0')
+            .count();
+        many_digits = digits - leading > MAX_DIGITS as usize;
+    }
     let exponent = exponent.clamp(-2 * EXPONENT_CLAMP, 2 * EXPONENT_CLAMP);
     Some((Decimal { negative, mantissa, exponent, many_digits, integral }, pos))
+}
+
+/// Appends the run of ASCII digits at `bytes[pos..]` to `acc` (wrapping), returning the new
+/// value and the length of the run. Eight bytes are looked at a time.
+#[inline(always)]
+fn digits(bytes: &[u8], pos: usize, mut acc: u64) -> (u64, usize) {
+    let mut i = pos;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else { break };
+        let word = u64::from_le_bytes(chunk);
+        let n = digit_run(word);
+        acc = acc.wrapping_mul(POW10_INT[n]).wrapping_add(eight_digits_value(word, n));
+        i += n;
+        if n < 8 {
+            return (acc, i - pos);
+        }
+    }
+    while let Some(&b @ b'0'..=b'9') = bytes.get(i) {
+        acc = acc.wrapping_mul(10).wrapping_add(u64::from(b - b'0'));
+        i += 1;
+    }
+    (acc, i - pos)
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+
+/// How many of the eight bytes of `word` (first byte lowest) are ASCII digits before the
+/// first that is not.
+#[inline(always)]
+fn digit_run(word: u64) -> usize {
+    // A byte is a digit when both it and it + 6 have 3 as the high nibble. A carry out of
+    // a byte (≥ 0xFA) only disturbs later bytes, which follow a non-digit anyway.
+    let high = word & (0xF0 * ONES);
+    let plus6 = word.wrapping_add(0x06 * ONES) & (0xF0 * ONES);
+    let not_digit = (high ^ (0x30 * ONES)) | (plus6 ^ (0x30 * ONES));
+    (not_digit.trailing_zeros() / 8) as usize
+}
+
+/// The value of the first `n` (≤ 8) bytes of `word`, which are ASCII digits, first byte
+/// most significant.
+#[inline(always)]
+fn eight_digits_value(word: u64, n: usize) -> u64 {
+    // Digit values in the low n bytes (borrows from a non-digit byte only reach the bytes
+    // after it), shifted up so that zeros lead and the other bytes fall off: "12" →
+    // "00000012". Nothing is left of no digits.
+    let d = word.wrapping_sub(0x30 * ONES);
+    let shift = u32::try_from(8 * (8 - n)).unwrap_or(64);
+    let d = d.checked_shl(shift).unwrap_or(0);
+    // Pairs, then quads, then all eight (the SWAR reduction used by fast_float).
+    let d = d.wrapping_mul(10).wrapping_add(d >> 8);
+    let lo = (d & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32));
+    let hi = ((d >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32));
+    u64::from((lo.wrapping_add(hi) >> 32) as u32)
 }
 
 impl Decimal {
@@ -197,9 +232,9 @@ impl Decimal {
             q = 22;
         }
         let v = if q >= 0 {
-            (w as f64) * POW10.get(usize::try_from(q).ok()?)?
+            u64_to_f64(w) * POW10.get(usize::try_from(q).ok()?)?
         } else {
-            (w as f64) / POW10.get(usize::try_from(-q).ok()?)?
+            u64_to_f64(w) / POW10.get(usize::try_from(-q).ok()?)?
         };
         Some(if self.negative { -v } else { v })
     }
@@ -230,7 +265,7 @@ impl Decimal {
         } else {
             *NEG_POW10_NEAREST.get(usize::try_from(-q).ok()?)?
         };
-        let v = (w as f64) * scale;
+        let v = u64_to_f64(w) * scale;
         const LOW: u64 = (1 << 29) - 1;
         const MIDPOINT: u64 = 1 << 28;
         if (v.to_bits() & LOW).abs_diff(MIDPOINT) <= 8 {
@@ -248,6 +283,16 @@ impl Decimal {
         }
         let w = i128::from(self.mantissa);
         Some(if self.negative { -w } else { w })
+    }
+}
+
+/// `w as f64` (rounded to nearest), through the one-instruction signed conversion when the
+/// value allows, as it nearly always does.
+#[inline(always)]
+fn u64_to_f64(w: u64) -> f64 {
+    match i64::try_from(w) {
+        Ok(i) => i as f64,
+        Err(_) => w as f64,
     }
 }
 
@@ -440,6 +485,17 @@ mod tests {
             let mid = f64::from_bits(mid.to_bits().wrapping_add_signed(delta));
             same_both(&format!("{mid:.digits$e}"))?;
             same_both(&format!("{mid:e}"))?;
+        }
+
+        #[test]
+        fn digit_runs_match_a_byte_loop(text in "[0-9]{0,20}[^0-9]?[0-9a/:\\x{ff}]{0,9}", at in 0usize..4) {
+            let bytes = text.as_bytes();
+            let at = at.min(bytes.len());
+            let run = bytes[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+            let want = bytes[at..at + run]
+                .iter()
+                .fold(7u64, |acc, b| acc.wrapping_mul(10).wrapping_add(u64::from(b - b'0')));
+            prop_assert_eq!(digits(bytes, at, 7), (want, run));
         }
 
         #[test]

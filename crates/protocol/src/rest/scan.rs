@@ -45,9 +45,9 @@ pub(super) fn decode_request(header: &[u8], binary: &[u8]) -> Scan<InferRequest>
             return Err(Bail);
         }
         match key {
-            "id" => set_once(&mut id, s.string()?.into_owned()),
-            "parameters" => set_once(&mut parameters, s.parameters()?),
-            "inputs" => {
+            b"id" => set_once(&mut id, s.string()?.into_owned()),
+            b"parameters" => set_once(&mut parameters, s.parameters()?),
+            b"inputs" => {
                 if inputs.is_some() {
                     return Err(Bail);
                 }
@@ -60,7 +60,7 @@ pub(super) fn decode_request(header: &[u8], binary: &[u8]) -> Scan<InferRequest>
                 inputs = Some(v);
                 Ok(())
             }
-            "outputs" => {
+            b"outputs" => {
                 if outputs.is_some() {
                     return Err(Bail);
                 }
@@ -98,6 +98,13 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Scan<()> {
     Ok(())
 }
 
+/// A string's raw bytes between its quotes: valid UTF-8, with escapes still in when
+/// `escaped`.
+struct RawString<'a> {
+    bytes: &'a [u8],
+    escaped: bool,
+}
+
 struct Scanner<'a> {
     bytes: &'a [u8],
     pos: usize,
@@ -128,7 +135,10 @@ impl<'a> Scanner<'a> {
 
     /// The object at the cursor, calling `member` with each key (raw, and whether it has
     /// escapes) once the cursor is at its value.
-    fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str, bool) -> Scan<()>) -> Scan<()> {
+    fn object(
+        &mut self,
+        mut member: impl FnMut(&mut Self, &'a [u8], bool) -> Scan<()>,
+    ) -> Scan<()> {
         if self.peek() != Some(b'{') {
             return Err(Bail);
         }
@@ -139,7 +149,7 @@ impl<'a> Scanner<'a> {
             return Ok(());
         }
         loop {
-            let (key, escaped) = self.raw_string()?;
+            let RawString { bytes: key, escaped } = self.raw_string()?;
             self.ws();
             if self.peek() != Some(b':') {
                 return Err(Bail);
@@ -190,16 +200,16 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// The string at the cursor, its escapes still in, and whether it has any. Checks what
-    /// serde_json checks of a string it deserializes: no control characters, valid escapes
-    /// and UTF-8.
-    fn raw_string(&mut self) -> Scan<(&'a str, bool)> {
+    /// The string at the cursor, its escapes still in. Checks what serde_json checks of a
+    /// string it deserializes: no control characters, valid escapes and UTF-8.
+    fn raw_string(&mut self) -> Scan<RawString<'a>> {
         if self.peek() != Some(b'"') {
             return Err(Bail);
         }
         let start = self.pos + 1;
         let mut i = start;
         let mut escaped = false;
+        let mut ascii = true;
         loop {
             match *self.bytes.get(i).ok_or(Bail)? {
                 b'"' => break,
@@ -218,21 +228,27 @@ impl<'a> Scanner<'a> {
                     }
                 }
                 0..=0x1f => return Err(Bail),
+                0x80.. => {
+                    ascii = false;
+                    i += 1;
+                }
                 _ => i += 1,
             }
         }
-        let raw = self.bytes.get(start..i).ok_or(Bail)?;
-        let text = std::str::from_utf8(raw).map_err(|_| Bail)?;
+        let bytes = self.bytes.get(start..i).ok_or(Bail)?;
+        if !ascii && std::str::from_utf8(bytes).is_err() {
+            return Err(Bail);
+        }
         self.pos = i + 1;
-        Ok((text, escaped))
+        Ok(RawString { bytes, escaped })
     }
 
     /// The string at the cursor, unescaped (by serde_json, when it has escapes).
     fn string(&mut self) -> Scan<Cow<'a, str>> {
         let start = self.pos;
-        let (raw, escaped) = self.raw_string()?;
+        let RawString { bytes, escaped } = self.raw_string()?;
         if !escaped {
-            return Ok(Cow::Borrowed(raw));
+            return std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|_| Bail);
         }
         let quoted = self.bytes.get(start..self.pos).ok_or(Bail)?;
         let quoted = std::str::from_utf8(quoted).map_err(|_| Bail)?;
@@ -301,11 +317,11 @@ impl<'a> Scanner<'a> {
                 return Err(Bail);
             }
             match key {
-                "name" => set_once(&mut parts.name, s.string()?.into_owned()),
-                "shape" => set_once(&mut parts.shape, s.shape()?),
-                "datatype" => set_once(&mut parts.datatype, s.string()?),
-                "parameters" => set_once(&mut parts.parameters, s.parameters()?),
-                "data" => {
+                b"name" => set_once(&mut parts.name, s.string()?.into_owned()),
+                b"shape" => set_once(&mut parts.shape, s.shape()?),
+                b"datatype" => set_once(&mut parts.datatype, s.string()?),
+                b"parameters" => set_once(&mut parts.parameters, s.parameters()?),
+                b"data" => {
                     let data = s.data(parts.datatype.as_deref(), parts.shape.as_deref())?;
                     set_once(&mut parts.data, data)
                 }
@@ -369,11 +385,38 @@ impl<'a> Scanner<'a> {
         if depth >= MAX_DEPTH {
             return Err(Bail);
         }
-        self.array(
-            |s| {
-                if s.peek() == Some(b'[') { s.nested(out, depth + 1) } else { s.scalar(out) }
-            },
-        )
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        // `array` and `scalar` written out, with numbers (nearly every element) first.
+        loop {
+            match self.peek() {
+                Some(b'-' | b'0'..=b'9') => {
+                    let start = self.pos;
+                    let (d, end) = number::scan(self.bytes, start).ok_or(Bail)?;
+                    self.pos = end;
+                    let tok = self.bytes.get(start..end).unwrap_or_default();
+                    out.push(T::from_decimal(&d, tok).map_err(|_| Bail)?);
+                }
+                Some(b'[') => self.nested(out, depth + 1)?,
+                _ => self.scalar(out)?,
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => {
+                    self.pos += 1;
+                    self.ws();
+                }
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(Bail),
+            }
+        }
     }
 
     /// One element.
@@ -414,8 +457,8 @@ impl<'a> Scanner<'a> {
                 return Err(Bail);
             }
             match key {
-                "name" => set_once(&mut name, s.string()?.into_owned()),
-                "parameters" => set_once(&mut parameters, s.parameters()?),
+                b"name" => set_once(&mut name, s.string()?.into_owned()),
+                b"parameters" => set_once(&mut parameters, s.parameters()?),
                 _ => s.skip_value(3),
             }
         })?;
