@@ -23,6 +23,9 @@ const DEFAULT_LEFT: u8 = 1;
 const ZERO_MISSING: u8 = 2;
 /// Node flag: a categorical split (left when the category is in the node's set).
 const CATEGORICAL: u8 = 4;
+/// Node flag: the node takes the general test ([`Forest::goes_left`]), not the one-compare
+/// form of plain numeric splits ([`Forest::step`]).
+const GENERAL: u8 = 8;
 
 /// LightGBM's `kZeroThreshold`: magnitudes up to this are zero for missing-value purposes.
 const ZERO_THRESHOLD: f32 = 1e-35;
@@ -99,7 +102,7 @@ impl Score for f64 {
 /// each other, so the core overlaps them instead of waiting on one row's chain at a time.
 const LANES: usize = 8;
 
-/// One tree's place in the forest.
+/// Where one tree starts and what it adds to.
 #[derive(Debug, Clone, Copy)]
 struct TreeInfo {
     /// The root link (see [`Forest::children`]).
@@ -109,12 +112,18 @@ struct TreeInfo {
     min_depth: u32,
     /// The output group the tree adds to.
     group: u32,
-    /// Whether every split is a plain numeric one (no category set, no zero-as-missing), so
-    /// the branch-free step applies to the whole tree.
+    /// Whether no node of the tree is [`GENERAL`], so every step is one compare.
     plain: bool,
 }
 
 /// All trees of a model in flat node tables, ready for batched evaluation.
+///
+/// Nodes do not read a row itself but its *signed* form: `2 × num_features` values, each
+/// feature's value and then its negation (see [`Forest::predict`]). A plain numeric split
+/// (not [`GENERAL`]) is then one compare that also sends NaN the default way: `v < t`, false
+/// for NaN, when missing values go right (children `[right, left]`); and when they go left,
+/// `x >= t` as `-x < next_up(-t)`, also false for NaN, with the children swapped to
+/// `[left, right]`. `feature` holds the signed index `2 × feature + negated`.
 ///
 /// [`Forest::push`] establishes these invariants, on which evaluation's unchecked indexing
 /// relies:
@@ -122,7 +131,7 @@ struct TreeInfo {
 ///   internal node;
 /// - (I2) every link (a tree's root, a node's children) `>= 0` is an internal node of the
 ///   same tree, and every link `< 0` is the leaf `!link`, an index into `leaf_value`;
-/// - (I3) every `feature` is `< num_features`;
+/// - (I3) every `feature` (a signed index) is `< 2 × num_features`;
 /// - (I4) a node's child node has a larger index than the node, so every walk ends.
 #[derive(Debug, Clone)]
 pub(crate) struct Forest<S> {
@@ -131,8 +140,8 @@ pub(crate) struct Forest<S> {
     // One entry per internal node of every tree.
     feature: Vec<u32>,
     threshold: Vec<f32>,
-    /// Child links `[right, left]`, indexed by "goes left" so that choosing one needs no
-    /// branch: `>= 0` an internal node, `< 0` the leaf `!link`.
+    /// Child links, indexed by the outcome of the node's compare so that choosing one needs
+    /// no branch: `>= 0` an internal node, `< 0` the leaf `!link`.
     children: Vec<[i32; 2]>,
     flags: Vec<u8>,
     /// Index into `cat_ranges` (categorical nodes only; 0 elsewhere).
@@ -153,7 +162,8 @@ impl<S: Score> Forest<S> {
         if num_groups == 0 {
             return Err("the model has no outputs".to_owned());
         }
-        if u32::try_from(num_features).is_err() {
+        // Signed feature indices go up to twice the count.
+        if num_features.checked_mul(2).and_then(|n| u32::try_from(n).ok()).is_none() {
             return Err(format!("{num_features} features are too many"));
         }
         Ok(Forest {
@@ -227,7 +237,7 @@ impl<S: Score> Forest<S> {
         let mut depth = vec![0u32; tree.nodes.len()];
         let mut min_depth = if tree.nodes.is_empty() { 0 } else { u32::MAX };
         for (i, node) in tree.nodes.iter().enumerate() {
-            // (I3)
+            // (I3): `2 × feature + 1 < 2 × num_features`.
             if node.feature >= self.num_features {
                 return Err(format!(
                     "{what}: node {i} splits on feature {} but the model has {} features",
@@ -244,14 +254,11 @@ impl<S: Score> Forest<S> {
             }
             links.push((left, right));
         }
-        let plain = tree
-            .nodes
-            .iter()
-            .all(|n| !n.zero_is_missing && matches!(n.split, Split::Numeric { .. }));
         let root = match tree.root() {
             Child::Node(_) => node_base as i32,
             Child::Leaf(_) => !(leaf_base as i32),
         };
+        let mut plain = true;
         for (node, (left, right)) in tree.nodes.iter().zip(links) {
             let mut flags = 0;
             if node.default_left {
@@ -260,21 +267,41 @@ impl<S: Score> Forest<S> {
             if node.zero_is_missing {
                 flags |= ZERO_MISSING;
             }
-            let (threshold, cat_set) = match &node.split {
-                Split::Numeric { threshold } => (*threshold, 0),
+            let signed = 2 * node.feature as u32;
+            let (feature, threshold, children, cat_set) = match &node.split {
+                Split::Numeric { threshold: t } if !node.zero_is_missing => {
+                    if !node.default_left {
+                        // Left when `x < t`; NaN compares false and goes right.
+                        (signed, *t, [right, left], 0)
+                    } else if t.is_nan() || *t == f32::NEG_INFINITY {
+                        // `x >= t` has no `-x < u` form: only NaN goes left, by the general
+                        // test.
+                        flags |= GENERAL;
+                        (signed, *t, [right, left], 0)
+                    } else {
+                        // Right when `x >= t` ⇔ `-x <= -t` ⇔ `-x < next_up(-t)` (`-t` is
+                        // below +∞); NaN compares false and goes left.
+                        (signed + 1, (-*t).next_up(), [left, right], 0)
+                    }
+                }
+                Split::Numeric { threshold: t } => {
+                    flags |= GENERAL;
+                    (signed, *t, [right, left], 0)
+                }
                 Split::Categorical { bits } => {
-                    flags |= CATEGORICAL;
+                    flags |= CATEGORICAL | GENERAL;
                     let start = u32::try_from(self.cat_bits.len()).map_err(|_| too_big())?;
                     let len = u32::try_from(bits.len()).map_err(|_| too_big())?;
                     let set = u32::try_from(self.cat_ranges.len()).map_err(|_| too_big())?;
                     self.cat_bits.extend_from_slice(bits);
                     self.cat_ranges.push((start, len));
-                    (0.0, set)
+                    (signed, 0.0, [right, left], set)
                 }
             };
-            self.feature.push(node.feature as u32);
+            plain &= flags & GENERAL == 0;
+            self.feature.push(feature);
             self.threshold.push(threshold);
-            self.children.push([right, left]);
+            self.children.push(children);
             self.flags.push(flags);
             self.cat_set.push(cat_set);
         }
@@ -302,124 +329,143 @@ impl<S: Score> Forest<S> {
         for _ in 0..rows {
             out.extend_from_slice(base);
         }
+        // The block's rows in signed form (`2f` values a row): groups of `LANES` rows
+        // transposed, value `s` of lane `l` at `s × LANES + l`, so that a node's one signed
+        // index serves every lane; then the rows left over, one after the other.
+        let mut signed = vec![0.0f32; 2 * f * rows.min(BLOCK_ROWS)];
         for (xs, outs) in x.chunks(BLOCK_ROWS * f).zip(out.chunks_mut(BLOCK_ROWS * k)) {
             // The only division per block: slicing by index below needs none (a
             // `chunks_exact` per tree would pay several, which a one-row batch notices).
             let n = xs.len() / f;
+            let lockstep = n - n % LANES;
+            let signed = &mut signed[..2 * f * n];
+            for (r, row) in xs.chunks_exact(f).enumerate() {
+                let (at, stride) = if r < lockstep {
+                    (r / LANES * LANES * 2 * f + r % LANES, LANES)
+                } else {
+                    (r * 2 * f, 1)
+                };
+                for (j, &v) in row.iter().enumerate() {
+                    signed[at + 2 * j * stride] = v;
+                    signed[at + (2 * j + 1) * stride] = -v;
+                }
+            }
             for t in 0..self.trees.len() {
                 if self.trees[t].plain {
-                    self.add_tree::<true>(t, xs, outs, n);
+                    self.add_tree::<true>(t, signed, outs, n);
                 } else {
-                    self.add_tree::<false>(t, xs, outs, n);
+                    self.add_tree::<false>(t, signed, outs, n);
                 }
             }
         }
         Ok(out)
     }
 
-    /// Adds tree `t`'s leaf to the sums `outs` of the `n` rows `xs`: [`LANES`] rows at a time
-    /// in lockstep, the rest one by one. `PLAIN` must be the tree's `plain`.
+    /// Adds tree `t`'s leaf to the sums `outs` of the `n` rows of `signed` (laid out as in
+    /// [`Forest::predict`]): [`LANES`] rows at a time in lockstep, the rest one by one.
+    /// `PLAIN` must be the tree's `plain`.
     #[inline(always)]
-    fn add_tree<const PLAIN: bool>(&self, t: usize, xs: &[f32], outs: &mut [S], n: usize) {
-        let (f, k) = (self.num_features, self.num_groups);
+    fn add_tree<const PLAIN: bool>(&self, t: usize, signed: &[f32], outs: &mut [S], n: usize) {
+        let (f2, k) = (2 * self.num_features, self.num_groups);
         let group = self.trees[t].group as usize;
         let lockstep = n - n % LANES;
         for r in (0..lockstep).step_by(LANES) {
-            let leaves = self.walk_lanes::<PLAIN>(t, &xs[r * f..(r + LANES) * f]);
+            let leaves = self.walk_lanes::<PLAIN>(t, &signed[r * f2..(r + LANES) * f2]);
             for (l, leaf) in leaves.into_iter().enumerate() {
                 outs[(r + l) * k + group] += self.leaf_value[leaf];
             }
         }
         for r in lockstep..n {
-            outs[r * k + group] += self.leaf_value[self.walk::<PLAIN>(t, &xs[r * f..(r + 1) * f])];
+            let leaf = self.walk::<PLAIN>(t, &signed[r * f2..(r + 1) * f2]);
+            outs[r * k + group] += self.leaf_value[leaf];
         }
     }
 
-    /// The leaf (index into `leaf_value`) that `row` reaches in tree `t`.
+    /// The leaf (index into `leaf_value`) that the signed row `row` reaches in tree `t`.
     #[inline(always)]
     fn walk<const PLAIN: bool>(&self, t: usize, row: &[f32]) -> usize {
-        assert_eq!(row.len(), self.num_features);
+        assert_eq!(row.len(), 2 * self.num_features);
         let mut link = self.trees[t].root;
         while link >= 0 {
-            // SAFETY: `link >= 0` is a node (I2); `row` holds `num_features` values
-            // (asserted above).
-            link = unsafe { self.step::<PLAIN>(link as usize, row) };
+            // SAFETY: `link >= 0` is a node (I2). Its signed feature index `s` is below
+            // `2 × num_features` (I3), which `row` holds (asserted above).
+            link = unsafe { self.step::<PLAIN>(link as usize, |s| *row.get_unchecked(s)) };
         }
         !link as usize
     }
 
-    /// The leaves (indices into `leaf_value`) that the [`LANES`] rows of `x` reach in tree
-    /// `t`, walking them in lockstep: first the steps every path takes, then steps until
-    /// every row is at a leaf, rows already there staying put.
+    /// The leaves (indices into `leaf_value`) that the [`LANES`] transposed signed rows `x`
+    /// reach in tree `t`, walking them in lockstep: first the steps every path takes, then
+    /// steps until every row is at a leaf, rows already there staying put.
     #[inline(always)]
     fn walk_lanes<const PLAIN: bool>(&self, t: usize, x: &[f32]) -> [usize; LANES] {
         let tree = self.trees[t];
-        let f = self.num_features;
-        assert_eq!(x.len(), LANES * f);
-        let rows: [&[f32]; LANES] = std::array::from_fn(|l| &x[l * f..(l + 1) * f]);
+        assert_eq!(x.len(), LANES * 2 * self.num_features);
         let mut at = [tree.root; LANES];
         // No path ends before `min_depth` steps, so these only visit nodes.
         for _ in 0..tree.min_depth {
-            for (link, row) in at.iter_mut().zip(rows) {
+            for (l, link) in at.iter_mut().enumerate() {
                 // SAFETY: `*link` is a node (I2; `min_depth` steps from the root are on
-                // every path); each of `rows` holds `num_features` values (asserted above).
-                *link = unsafe { self.step::<PLAIN>(*link as usize, row) };
+                // every path). Its signed feature index `s < 2 × num_features` (I3), so
+                // `s × LANES + l < LANES × 2 × num_features`, which `x` holds (asserted).
+                *link = unsafe {
+                    self.step::<PLAIN>(*link as usize, |s| *x.get_unchecked(s * LANES + l))
+                };
             }
         }
         // Until every link is a leaf (negative).
         while at.iter().fold(-1, |all, &link| all & link) >= 0 {
-            for (link, row) in at.iter_mut().zip(rows) {
+            for (l, link) in at.iter_mut().enumerate() {
                 // A row at its leaf steps from the root instead, and keeps its leaf: a select,
                 // not a branch.
                 let node = if *link >= 0 { *link } else { tree.root };
                 // SAFETY: `node` is a node (I2): `*link` when that is `>= 0`, or else the
-                // root, which is one since some row is not at a leaf yet; each of `rows`
-                // holds `num_features` values (asserted above).
-                let next = unsafe { self.step::<PLAIN>(node as usize, row) };
+                // root, which is one since some row is not at a leaf yet. Reading `x` as in
+                // the loop above.
+                let next = unsafe {
+                    self.step::<PLAIN>(node as usize, |s| *x.get_unchecked(s * LANES + l))
+                };
                 *link = if *link >= 0 { next } else { *link };
             }
         }
         at.map(|link| !link as usize)
     }
 
-    /// One step of a walk: the link of the child of node `i` that `row` goes to. `PLAIN`: the
-    /// node is a plain numeric split.
+    /// One step of a walk: the link to the child of node `i` that the row goes to, the row
+    /// read through `value` (signed feature index → value). `PLAIN`: the node is not
+    /// [`GENERAL`].
     ///
     /// # Safety
     ///
-    /// `i` must be a node (`< self.feature.len()`) and `row` must hold `num_features` values.
+    /// `i` must be a node (`< self.feature.len()`), and `value` must be safe to call with
+    /// any index `< 2 × num_features`.
     #[inline(always)]
-    unsafe fn step<const PLAIN: bool>(&self, i: usize, row: &[f32]) -> i32 {
-        debug_assert!(i < self.feature.len() && row.len() == self.num_features);
-        // SAFETY: `i` is a node (caller), and every node table has one entry per node (I1).
-        let feature = unsafe { *self.feature.get_unchecked(i) } as usize;
-        // SAFETY: `feature < num_features` (I3, checked by `push`) `== row.len()` (caller).
-        let v = unsafe { *row.get_unchecked(feature) };
-        let left = if PLAIN { self.plain_goes_left(i, v) } else { self.goes_left(i, v) };
-        // SAFETY: as for `feature`: `i` is a node (caller, I1).
-        let children = unsafe { self.children.get_unchecked(i) };
-        children[usize::from(left)]
-    }
-
-    /// Whether `v` goes left at node `i` (`< self.feature.len()`), a plain numeric split:
-    /// without branches, since random rows make any branch here a coin flip for the
-    /// predictor. `v < t` is false for NaN, which then goes by the flag.
-    #[inline(always)]
-    fn plain_goes_left(&self, i: usize, v: f32) -> bool {
+    unsafe fn step<const PLAIN: bool>(&self, i: usize, value: impl Fn(usize) -> f32) -> i32 {
         debug_assert!(i < self.feature.len());
-        // SAFETY: `i` is a node (callers), every node table has one entry per node (I1).
-        let (threshold, flags) =
-            unsafe { (*self.threshold.get_unchecked(i), *self.flags.get_unchecked(i)) };
-        (v < threshold) | (v.is_nan() & (flags & DEFAULT_LEFT != 0))
+        // SAFETY: `i` is a node (caller), and every node table has one entry per node (I1).
+        let (signed, threshold, children) = unsafe {
+            (
+                *self.feature.get_unchecked(i) as usize,
+                *self.threshold.get_unchecked(i),
+                self.children.get_unchecked(i),
+            )
+        };
+        let v = value(signed);
+        // Without branches in the plain case: random rows make any branch here a coin flip
+        // for the predictor.
+        let outcome = if PLAIN || self.flags[i] & GENERAL == 0 {
+            v < threshold
+        } else {
+            self.goes_left(i, v)
+        };
+        children[usize::from(outcome)]
     }
 
-    /// Whether `v` goes left at node `i`, any kind of split.
-    #[inline(always)]
+    /// Whether `v` (the value itself: general nodes use unnegated signed indices) goes left
+    /// at the [`GENERAL`] node `i`.
+    #[cold]
     fn goes_left(&self, i: usize, v: f32) -> bool {
         let flags = self.flags[i];
-        if flags & (ZERO_MISSING | CATEGORICAL) == 0 {
-            return self.plain_goes_left(i, v);
-        }
         if v.is_nan() || (flags & ZERO_MISSING != 0 && v.abs() <= ZERO_THRESHOLD) {
             return flags & DEFAULT_LEFT != 0;
         }
@@ -742,6 +788,11 @@ mod tests {
             0..features,
             prop_oneof![
                 3 => (-2.0f32..2.0).prop_map(|threshold| Split::Numeric { threshold }),
+                // Thresholds that rows hit exactly, and the edges of the one-compare form.
+                1 => prop::sample::select(vec![
+                    0.0f32, -0.0, 1.0, -1.0, f32::MIN_POSITIVE, f32::MAX, f32::INFINITY,
+                    f32::NEG_INFINITY, f32::NAN,
+                ]).prop_map(|threshold| Split::Numeric { threshold }),
                 1 => prop::collection::vec(any::<u32>(), 0..3).prop_map(|bits| Split::Categorical { bits }),
             ],
             any::<bool>(),
@@ -799,6 +850,10 @@ mod tests {
             1 => Just(f32::NAN),
             1 => Just(0.0f32),
             1 => (0u32..70).prop_map(|c| c as f32),
+            1 => prop::sample::select(vec![
+                -0.0f32, 1.0, -1.0, f32::MIN_POSITIVE, 1e-45, -1e-45, f32::MAX, f32::MIN,
+                f32::INFINITY, f32::NEG_INFINITY,
+            ]),
         ]
     }
 
