@@ -157,11 +157,12 @@ pub(crate) fn scan(bytes: &[u8], mut pos: usize) -> Option<(Decimal, usize)> {
 #[inline(always)]
 fn digits(bytes: &[u8], pos: usize, mut acc: u64) -> (u64, usize) {
     let mut i = pos;
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else { break };
-        let word = u64::from_le_bytes(chunk);
-        let n = digit_run(word);
-        acc = acc.wrapping_mul(POW10_INT[n]).wrapping_add(eight_digits_value(word, n));
+    while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        // Digit values in the bytes of a run; the first non-digit byte (and a borrow it
+        // causes, which only reaches the bytes after it) ends the run.
+        let d = u64::from_le_bytes(*chunk).wrapping_sub(0x30 * ONES);
+        let n = digit_run(d);
+        acc = acc.wrapping_mul(POW10_INT[n]).wrapping_add(run_value(d, n));
         i += n;
         if n < 8 {
             return (acc, i - pos);
@@ -176,26 +177,23 @@ fn digits(bytes: &[u8], pos: usize, mut acc: u64) -> (u64, usize) {
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 
-/// How many of the eight bytes of `word` (first byte lowest) are ASCII digits before the
-/// first that is not.
+/// How many of the eight bytes of `d` (first byte lowest; ASCII minus `'0'`) are digits,
+/// below 10, before the first that is not.
 #[inline(always)]
-fn digit_run(word: u64) -> usize {
-    // A byte is a digit when both it and it + 6 have 3 as the high nibble. A carry out of
-    // a byte (≥ 0xFA) only disturbs later bytes, which follow a non-digit anyway.
-    let high = word & (0xF0 * ONES);
-    let plus6 = word.wrapping_add(0x06 * ONES) & (0xF0 * ONES);
-    let not_digit = (high ^ (0x30 * ONES)) | (plus6 ^ (0x30 * ONES));
+fn digit_run(d: u64) -> usize {
+    // A byte is not a digit when its high bit is set, or becomes set by adding 0x76
+    // (10 + 0x76 = 0x80). A carry out of a byte only reaches later bytes, which follow a
+    // non-digit anyway.
+    let not_digit = (d | d.wrapping_add(0x76 * ONES)) & (0x80 * ONES);
     (not_digit.trailing_zeros() / 8) as usize
 }
 
-/// The value of the first `n` (≤ 8) bytes of `word`, which are ASCII digits, first byte
-/// most significant.
+/// The value of the first `n` (≤ 8) bytes of `d`, digit values, first byte most
+/// significant.
 #[inline(always)]
-fn eight_digits_value(word: u64, n: usize) -> u64 {
-    // Digit values in the low n bytes (borrows from a non-digit byte only reach the bytes
-    // after it), shifted up so that zeros lead and the other bytes fall off: "12" →
-    // "00000012". Nothing is left of no digits.
-    let d = word.wrapping_sub(0x30 * ONES);
+fn run_value(d: u64, n: usize) -> u64 {
+    // Shifted up so that zeros lead and the other bytes fall off: "12" → "00000012".
+    // Nothing is left of no digits.
     let shift = u32::try_from(8 * (8 - n)).unwrap_or(64);
     let d = d.checked_shl(shift).unwrap_or(0);
     // Pairs, then quads, then all eight (the SWAR reduction used by fast_float).
@@ -211,7 +209,7 @@ impl Decimal {
     /// division, which rounds once, correctly. Exponents a little above 22 are folded into
     /// the mantissa when it stays exact.
     #[inline]
-    pub(crate) fn to_f64(&self) -> Option<f64> {
+    pub(crate) fn to_f64(self) -> Option<f64> {
         if self.many_digits {
             return None;
         }
@@ -251,7 +249,7 @@ impl Decimal {
     /// exponents from −37 to 38 are taken, so a non-zero `x` is at least 10^-37: a normal
     /// `f32` (or one that overflows), never one with the subnormal spacing.
     #[inline]
-    pub(crate) fn to_f32(&self) -> Option<f32> {
+    pub(crate) fn to_f32(self) -> Option<f32> {
         if self.many_digits {
             return None;
         }
@@ -277,7 +275,7 @@ impl Decimal {
 
     /// The value as an integer when it was written as one with at most 19 digits.
     #[inline]
-    pub(crate) fn to_i128(&self) -> Option<i128> {
+    pub(crate) fn to_i128(self) -> Option<i128> {
         if !self.integral || self.many_digits {
             return None;
         }
