@@ -418,14 +418,15 @@ impl<S: Score> Forest<S> {
             for (l, link) in at.iter_mut().enumerate() {
                 // A row at its leaf steps from the root instead, and keeps its leaf: a select,
                 // not a branch.
-                let node = if *link >= 0 { *link } else { tree.root };
+                let node = std::hint::select_unpredictable(*link >= 0, *link, tree.root);
                 // SAFETY: `node` is a node (I2): `*link` when that is `>= 0`, or else the
                 // root, which is one since some row is not at a leaf yet. Reading `x` as in
                 // the loop above.
                 let next = unsafe {
                     self.step::<PLAIN>(node as usize, |s| *x.get_unchecked(s * LANES + l))
                 };
-                *link = if *link >= 0 { next } else { *link };
+                // (A branch here, which LLVM would otherwise pick, is a coin flip.)
+                *link = std::hint::select_unpredictable(*link >= 0, next, *link);
             }
         }
         at.map(|link| !link as usize)
