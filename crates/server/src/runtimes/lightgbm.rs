@@ -435,6 +435,12 @@ mod tests {
         for (from, to, message) in [
             ("left_child=1 ", "left_child=0 ", "invalid child node 0"),
             ("split_feature=6 ", "split_feature=99 ", "feature 99"),
+            ("split_feature=6 ", "split_feature=-1 ", "invalid feature -1"),
+            // Evaluation indexes its tables unchecked: children must exist and come after
+            // their parents.
+            ("left_child=2 5 ", "left_child=2 99 ", "node 1 has invalid child node 99"),
+            ("right_child=1 3 ", "right_child=0 3 ", "node 0 has invalid child node 0"),
+            ("left_child=2 5 -1 ", "left_child=2 5 -99 ", "node 2 points at missing leaf 98"),
             ("num_leaves=15", "num_leaves=16", "leaf_value has 15 values for 16 leaves"),
             ("threshold=", "threshold=abc ", "\"abc\" is not a valid number"),
             ("decision_type=2 ", "decision_type=12 ", "unknown missing type 3"),

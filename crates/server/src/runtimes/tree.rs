@@ -4,14 +4,18 @@
 //! [`Forest`] validates and flattens all trees into structure-of-arrays node tables and
 //! evaluates a whole batch at once. Evaluation walks rows in blocks and, inside a block, trees
 //! outermost, so one tree's nodes stay in cache while every row of the block goes through it;
-//! per-row, per-output-group sums accumulate in the framework's own precision (`f32` for
-//! XGBoost, `f64` for LightGBM) through the [`Score`] parameter.
+//! within a tree, eight rows step in lockstep, so that the core overlaps their independent
+//! load-compare chains (one row alone waits on each node before it can load the next). Per-row,
+//! per-output-group sums accumulate in the framework's own precision (`f32` for XGBoost, `f64`
+//! for LightGBM) through the [`Score`] parameter.
 //!
 //! Every split sends a row left when `x < threshold`; loaders translate their framework's rule
 //! into that form (LightGBM's `x <= t` becomes `x < next_up(t)` in `f32`). Missing values
 //! (NaN, and for some LightGBM splits values within ±1e-35 of zero) follow the node's default
-//! direction. Validation on load guarantees that evaluation can neither index out of bounds
-//! nor loop: every child node has a larger index than its parent.
+//! direction; for plain numeric splits that takes no test of its own (see [`Forest`]).
+//! Validation on load guarantees that evaluation can neither index out of bounds nor loop
+//! (every feature exists, every child exists and has a larger index than its parent), which
+//! is what lets the node walk index its tables unchecked.
 
 use oxserve_protocol::{DataType, InferRequest, ModelMetadata, Tensor, TensorData, TensorMetadata};
 
@@ -935,6 +939,30 @@ mod tests {
             {
                 assert_eq!(x < u, f64::from(x) <= t, "t={t} x={x}");
             }
+        }
+    }
+
+    #[test]
+    fn default_left_edges_of_the_one_compare_form() {
+        // Enough rows for both the lockstep walk (8) and the one-row walk (the rest).
+        let x = [
+            f32::NEG_INFINITY,
+            -1.0,
+            -0.0,
+            0.0,
+            1e-45,
+            1.0,
+            f32::MAX,
+            f32::INFINITY,
+            f32::NAN,
+            0.0,
+            f32::NAN,
+        ];
+        for t in [f32::NEG_INFINITY, -1.0, -0.0, 0.0, 1e-45, 1.0, f32::INFINITY, f32::NAN] {
+            let tree = stump(Split::Numeric { threshold: t }, true, false);
+            let want: Vec<f64> =
+                x.iter().map(|&v| if v.is_nan() || v < t { 1.0 } else { 2.0 }).collect();
+            assert_eq!(eval(&tree, &x), want, "threshold {t}");
         }
     }
 

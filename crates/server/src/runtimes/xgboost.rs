@@ -462,6 +462,22 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("feature 10"), "{err}");
+        // Evaluation indexes its tables unchecked: features and children must exist.
+        let err = edited(|d| {
+            d["learner"]["gradient_booster"]["model"]["trees"][1]["split_indices"][0] = (-1).into()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("invalid feature -1"), "{err}");
+        let err = edited(|d| {
+            d["learner"]["gradient_booster"]["model"]["trees"][3]["right_children"][0] = 9999.into()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("tree 3: node 0 has invalid child 9999"), "{err}");
+        let err = edited(|d| {
+            d["learner"]["gradient_booster"]["model"]["trees"][3]["right_children"][0] = (-2).into()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("tree 3: node 0 has invalid child -2"), "{err}");
         let err = edited(|d| d["learner"]["learner_model_param"]["base_score"] = "[2E0]".into())
             .unwrap_err();
         assert!(err.to_string().contains("base_score 2"), "{err}");
