@@ -6,6 +6,11 @@
 //! raw little-endian layout of [`crate::raw`]); the others carry a JSON `data` array, flat or
 //! nested, which is parsed straight into the tensor's typed vector.
 //!
+//! Requests are decoded in one pass by a hand-written scanner (`rest/scan.rs`, numbers in
+//! `rest/number.rs`); a body it does not take — malformed, or in a rare form — is decoded
+//! again through serde_json, which is the reference for what is accepted and for every
+//! error message. Responses are decoded through serde_json.
+//!
 //! JSON has no NaN: `FP32`/`FP64` elements read `null` as NaN and are written that way (tree
 //! models use NaN for missing values); infinities are written as `1e999`/`-1e999`. `FP16` and
 //! `BF16` have no JSON form and always travel as binary data.
