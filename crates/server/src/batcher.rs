@@ -1,45 +1,54 @@
 //! A per-model dynamic batcher on V2 tensors.
 //!
-//! A [`Batcher`] is a cheap, cloneable handle over a bounded channel to one task that owns
-//! the model's queue. Each request carries a oneshot reply. Compatible requests (same
-//! input names in order, datatypes, non-batch dimensions and request parameters) are
-//! concatenated along dimension 0 and run as one [`Model::infer`] call on a blocking
-//! thread; every output is split back so each request receives exactly its own rows and
-//! the outputs it asked for.
+//! Compatible requests (same input names in order, datatypes, non-batch dimensions and
+//! request parameters) are concatenated along dimension 0 and run as one [`Model::infer`]
+//! call; every output is split back so each request receives exactly its own rows and the
+//! outputs it asked for.
 //!
 //! A batch closes when its rows reach [`BatcherConfig::max_batch_size`] or one of the
 //! preferred sizes, or [`BatcherConfig::max_queue_delay`] after its first request arrived,
-//! whichever comes first. With no delay (the default) the batcher runs whatever is queued
-//! when an execution slot is free, so requests that arrive while a batch runs are batched
-//! together, without ever waiting.
+//! whichever comes first. The delay is timed below the tokio timer's millisecond
+//! granularity.
+//!
+//! There is no dispatcher in the request path. With no delay (the default), a request
+//! that finds an execution slot free leads: it yields once, so that requests already
+//! ready on its worker queue up behind it, then takes the queue and runs the batch itself,
+//! inline on its worker thread like a call without the batcher, and answers the others.
+//! Requests that arrive while every slot is taken (see [`BatcherConfig::parallelism`])
+//! wait, and are batched together when a slot is given back. A request whose arrival
+//! completes a batch runs it the same way; a small background task runs the batches whose
+//! delay ends, those left queued when a slot is given back, and drains the queue on
+//! shutdown. [`Execution::BlockingPool`] runs batches on tokio's blocking pool instead.
 //!
 //! Admission is bounded: beyond [`BatcherConfig::max_queue_size`] waiting requests, new
 //! ones fail at once with [`Error::Unavailable`] (503). A request still queued at its
-//! deadline is answered [`Error::Timeout`]; a request whose caller went away is dropped
-//! without running.
+//! deadline is answered [`Error::Timeout`]; a request whose caller went away leaves the
+//! queue without running. A batch, once taken, always completes and answers all its
+//! requests, whichever of them goes away; a panic in the model fails that batch only.
 
+mod clock;
 mod exec;
 mod queue;
+mod state;
 mod task;
 #[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use oxserve_protocol::{InferRequest, Tensor};
-use tokio::sync::{mpsc, oneshot, watch};
+use parking_lot::Mutex;
+use tokio::sync::oneshot::{self, error::TryRecvError};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::model::Model;
 
 use self::queue::{Entry, Policy, Signature};
-use self::task::{Message, Pending, Task};
-
-/// Most messages the channel buffers; admission is bounded by `max_queue_size` anyway.
-const MAX_CHANNEL_CAPACITY: usize = 1 << 16;
+use self::state::{Next, Pending, Refused, Shared, State};
 
 /// How a [`Batcher`] forms and runs batches.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,57 +91,84 @@ pub struct BatchInfo {
     pub batch_size: usize,
 }
 
-/// State shared by the handles and the task.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// The model's name, for messages.
-    pub name: Arc<str>,
-    /// Requests admitted and not yet taken into a batch (or answered).
-    pub queued: AtomicUsize,
-    /// Set by [`Batcher::shutdown`]: no new requests.
-    pub closed: AtomicBool,
-    pub max_queue_size: usize,
+/// Where a batcher runs its batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Execution {
+    /// On the worker thread of whoever takes the batch, like a model call without the
+    /// batcher: no thread hop, no wake-up. The default.
+    #[default]
+    Inline,
+    /// On tokio's blocking pool, leaving the worker free to receive requests while the
+    /// model runs.
+    BlockingPool,
 }
 
-/// A handle to a model's batcher task; clone it freely.
+/// A handle to a model's batcher; clone it freely. Dropping the last clone shuts the
+/// batcher down like [`Batcher::shutdown`], without waiting.
 #[derive(Debug, Clone)]
 pub struct Batcher {
-    tx: mpsc::Sender<Message>,
+    inner: Arc<Handle>,
+}
+
+/// What the clones of a [`Batcher`] share; closes the batcher when the last one goes.
+#[derive(Debug)]
+struct Handle {
     shared: Arc<Shared>,
     done: watch::Receiver<bool>,
 }
 
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
 impl Batcher {
-    /// Starts the batcher task for `model` on the current tokio runtime.
+    /// Starts a batcher for `model` on the current tokio runtime, running batches inline.
     ///
     /// # Panics
     ///
     /// Outside a tokio runtime, like [`tokio::spawn`].
     pub fn spawn(model: Arc<dyn Model>, config: BatcherConfig) -> Batcher {
+        Batcher::spawn_with(model, config, Execution::Inline)
+    }
+
+    /// Starts a batcher for `model` on the current tokio runtime, running batches as
+    /// `execution` says.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, like [`tokio::spawn`].
+    pub fn spawn_with(
+        model: Arc<dyn Model>,
+        config: BatcherConfig,
+        execution: Execution,
+    ) -> Batcher {
+        let BatcherConfig {
+            max_batch_size,
+            max_queue_delay,
+            preferred_batch_sizes,
+            max_queue_size,
+            parallelism,
+        } = config;
         let shared = Arc::new(Shared {
             name: Arc::from(model.metadata().name.as_str()),
-            queued: AtomicUsize::new(0),
-            closed: AtomicBool::new(false),
-            max_queue_size: config.max_queue_size,
-        });
-        // Room for every admitted request plus a few shutdown messages.
-        let capacity = config.max_queue_size.clamp(1, MAX_CHANNEL_CAPACITY) + 4;
-        let (tx, rx) = mpsc::channel(capacity);
-        let (done_tx, done) = watch::channel(false);
-        let task = Task {
             model,
-            shared: Arc::clone(&shared),
             policy: Policy {
-                max_batch_size: config.max_batch_size.max(1),
-                max_queue_delay: config.max_queue_delay,
-                preferred_batch_sizes: config.preferred_batch_sizes,
+                max_batch_size: max_batch_size.max(1),
+                max_queue_delay,
+                preferred_batch_sizes,
             },
-            parallelism: config.parallelism.max(1),
-            rx,
-            done: done_tx,
-        };
-        tokio::spawn(task.run());
-        Batcher { tx, shared, done }
+            parallelism: parallelism.max(1),
+            max_queue_size,
+            execution,
+            closed: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        });
+        let (done_tx, done) = watch::channel(false);
+        tokio::spawn(task::run(Arc::clone(&shared), done_tx));
+        Batcher { inner: Arc::new(Handle { shared, done }) }
     }
 
     /// Queues `request`, waits for its batch and returns its own outputs (those it asked
@@ -141,74 +177,122 @@ impl Batcher {
     /// Fails with 400 when the request cannot be batched (no inputs, a rank-0 input,
     /// inputs disagreeing on dimension 0), 503 when the queue is full or the batcher is
     /// shutting down, 504 when it is still queued after `timeout`, and with the model's
-    /// error otherwise. Dropping the future withdraws a request that has not started.
+    /// error otherwise. Dropping the future withdraws a request that has not started; a
+    /// batch already started completes for all its other requests.
     pub async fn infer(
         &self,
         request: InferRequest,
         timeout: Option<Duration>,
     ) -> Result<(Vec<Tensor>, BatchInfo)> {
         let arrived = Instant::now();
-        if self.shared.closed.load(Ordering::Acquire) {
+        let shared = &self.inner.shared;
+        if shared.closed.load(Ordering::Acquire) {
             return Err(self.shutting_down());
         }
         let (signature, rows) = Signature::of(&request)?;
-        self.admit()?;
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
+        let deadline = timeout.and_then(|t| arrived.checked_add(t));
         let entry = Entry {
             signature,
             rows,
             arrived,
-            deadline: timeout.and_then(|t| arrived.checked_add(t)),
-            payload: Pending { request, reply },
+            deadline,
+            payload: Pending { id: 0, request, reply },
         };
-        if let Err(e) = self.tx.try_send(Message::Request(entry)) {
-            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(match e {
-                mpsc::error::TrySendError::Full(_) => self.queue_full(),
-                mpsc::error::TrySendError::Closed(_) => self.shutting_down(),
-            });
+        let (id, lead) = shared.enqueue(entry).map_err(|refused| match refused {
+            Refused::Closed => self.shutting_down(),
+            Refused::Full(waiting) => self.queue_full(waiting),
+        })?;
+        // From here until it is answered, dropping this future withdraws the request.
+        let mut queued = Withdraw { shared, id: Some(id) };
+        if lead {
+            // Let requests already ready on this worker queue up first and join the batch.
+            tokio::task::yield_now().await;
         }
-        answer.await.map_err(|_| {
-            Error::Unavailable(format!("model \"{}\": batcher stopped", self.shared.name))
-        })?
+        // Run batches while one is ready and a slot is free (usually exactly one, holding
+        // this request), until this request is answered.
+        let answered = loop {
+            match answer.try_recv() {
+                Ok(answered) => break Some(answered),
+                Err(TryRecvError::Closed) => break None,
+                Err(TryRecvError::Empty) => {}
+            }
+            match shared.take(Instant::now()) {
+                Next::Run(batch) => shared.run(batch),
+                Next::WaitUntil(_) | Next::Idle | Next::Finished => break None,
+            }
+        };
+        let answered = match answered {
+            Some(answered) => Ok(answered),
+            None => match deadline {
+                None => (&mut answer).await,
+                Some(deadline) => tokio::select! {
+                    biased;
+                    answered = &mut answer => answered,
+                    () = tokio::time::sleep_until(deadline) => match queued.withdraw() {
+                        Some(entry) => {
+                            return Err(shared.timed_out(entry.arrived, Instant::now()));
+                        }
+                        // Already taken into a batch: that batch answers.
+                        None => (&mut answer).await,
+                    },
+                },
+            },
+        };
+        queued.id = None;
+        answered.map_err(|_| self.stopped())?
     }
 
     /// Requests admitted and waiting for a batch.
     pub fn queue_len(&self) -> usize {
-        self.shared.queued.load(Ordering::Acquire)
+        self.inner.shared.queue_len()
     }
 
     /// Stops accepting requests (new calls fail with 503), runs everything already queued
     /// without further delay, waits for the batches in flight, then returns. Calling it
     /// again, from any clone, waits for the same end.
     pub async fn shutdown(&self) {
-        self.shared.closed.store(true, Ordering::Release);
-        // Fails only when the task has already ended.
-        let _ = self.tx.send(Message::Shutdown).await;
-        let mut done = self.done.clone();
+        self.inner.shared.close();
+        let mut done = self.inner.done.clone();
         // An error means the task dropped its sender: it has ended too.
         let _ = done.wait_for(|finished| *finished).await;
     }
 
-    /// Counts one more waiting request, unless the queue is full.
-    fn admit(&self) -> Result<()> {
-        let max = self.shared.max_queue_size;
-        self.shared
-            .queued
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
-            .map(drop)
-            .map_err(|_| self.queue_full())
-    }
-
-    fn queue_full(&self) -> Error {
+    fn queue_full(&self, waiting: usize) -> Error {
         Error::Unavailable(format!(
-            "model \"{}\": queue is full ({} requests waiting)",
-            self.shared.name,
-            self.queue_len()
+            "model \"{}\": queue is full ({waiting} requests waiting)",
+            self.inner.shared.name
         ))
     }
 
     fn shutting_down(&self) -> Error {
-        Error::Unavailable(format!("model \"{}\": batcher is shutting down", self.shared.name))
+        Error::Unavailable(format!(
+            "model \"{}\": batcher is shutting down",
+            self.inner.shared.name
+        ))
+    }
+
+    fn stopped(&self) -> Error {
+        Error::Unavailable(format!("model \"{}\": batcher stopped", self.inner.shared.name))
+    }
+}
+
+/// A request's place in the queue, withdrawn if its caller goes away before it is taken.
+struct Withdraw<'a> {
+    shared: &'a Shared,
+    /// `None` once the request has left the queue.
+    id: Option<u64>,
+}
+
+impl Withdraw<'_> {
+    /// Removes the request if it is still queued.
+    fn withdraw(&mut self) -> Option<Entry<Pending>> {
+        self.shared.withdraw(self.id.take()?)
+    }
+}
+
+impl Drop for Withdraw<'_> {
+    fn drop(&mut self) {
+        self.withdraw();
     }
 }

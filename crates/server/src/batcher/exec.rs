@@ -1,7 +1,8 @@
 //! Running one batch: concatenating the requests' inputs along dimension 0, calling the
 //! model (panics caught), checking its outputs and splitting them back per request.
 //!
-//! Everything here is synchronous; the batcher task runs [`execute`] on a blocking thread.
+//! Everything here is synchronous: [`execute`] runs inline on whichever thread took the
+//! batch, or on a blocking-pool thread.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! The batcher's synchronous state machine: admission checks that turn a request into a
 //! queue [`Entry`], and pure functions over the queue (plus "now") that decide which
-//! batch to run next, which entries expired and when to wake up again.
+//! batch to run next (or when to look again) and which entries expired.
 //!
 //! Nothing here touches a channel or a clock, so every rule is tested without a runtime.
 
@@ -154,11 +154,6 @@ pub(crate) fn remove_where<T>(
 /// Removes and returns the entries whose deadline is at or before `now`.
 pub(crate) fn take_expired<T>(queue: &mut VecDeque<Entry<T>>, now: Instant) -> Vec<Entry<T>> {
     remove_where(queue, |e| e.deadline.is_some_and(|d| d <= now))
-}
-
-/// The earliest deadline of any queued entry.
-pub(crate) fn next_deadline<T>(queue: &VecDeque<Entry<T>>) -> Option<Instant> {
-    queue.iter().filter_map(|e| e.deadline).min()
 }
 
 #[cfg(test)]
@@ -323,12 +318,10 @@ mod tests {
         let mut q = queue(t0, &[1, 1, 1, 1]);
         q[1].deadline = Some(t0 + MS * 5);
         q[3].deadline = Some(t0 + MS * 8);
-        assert_eq!(next_deadline(&q), Some(t0 + MS * 5));
         assert!(take_expired(&mut q, t0 + MS * 4).is_empty());
         let expired = take_expired(&mut q, t0 + MS * 5);
         assert_eq!(expired.iter().map(|e| e.payload).collect::<Vec<_>>(), [1]);
         assert_eq!(q.iter().map(|e| e.payload).collect::<Vec<_>>(), [0, 2, 3]);
-        assert_eq!(next_deadline(&q), Some(t0 + MS * 8));
         let removed = remove_where(&mut q, |e| e.payload == 0);
         assert_eq!(removed.len(), 1);
         assert_eq!(q.iter().map(|e| e.payload).collect::<Vec<_>>(), [2, 3]);

@@ -1,11 +1,16 @@
-//! Tests of the batcher task on a paused clock, and a property test that every request
-//! gets exactly its own rows back whatever the interleaving.
+//! Tests of the batcher on a paused clock (inline, and on the blocking pool where a batch
+//! must hold its slot while the test submits more), a few on the real clock (a
+//! multi-threaded runtime, the sub-millisecond delay), and a property test that every
+//! request gets exactly its own rows back whatever the interleaving.
 
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::mpsc as std_mpsc;
+use std::task::Poll;
+use std::thread::ThreadId;
 use std::time::Duration;
 
+use futures::poll;
 use oxserve_protocol::{
     DataType, ErrorCode, InferRequest, ModelMetadata, Parameter, RequestedOutput, Tensor,
     TensorData, TensorMetadata,
@@ -15,7 +20,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::advance;
 
-use super::{BatchInfo, Batcher, BatcherConfig};
+use super::{BatchInfo, Batcher, BatcherConfig, Execution};
 use crate::error::{Error, Result};
 use crate::model::Model;
 
@@ -144,6 +149,12 @@ fn config(max_batch_size: usize, delay: Duration) -> BatcherConfig {
     BatcherConfig { max_batch_size, max_queue_delay: delay, ..BatcherConfig::default() }
 }
 
+/// A batcher running its batches on the blocking pool, so that a gated batch can hold its
+/// slot while the test (on the same single-threaded runtime) submits more requests.
+fn pooled(model: Arc<dyn Model>, config: BatcherConfig) -> Batcher {
+    Batcher::spawn_with(model, config, Execution::BlockingPool)
+}
+
 type Answer = JoinHandle<Result<(Vec<Tensor>, BatchInfo)>>;
 
 fn submit(batcher: &Batcher, request: InferRequest, timeout: Option<Duration>) -> Answer {
@@ -231,7 +242,7 @@ async fn preferred_size_closes_a_batch_early() {
 #[tokio::test(start_paused = true)]
 async fn zero_delay_adds_no_waiting_and_batches_what_arrived_meanwhile() {
     let (m, mut probe) = model(true);
-    let batcher = Batcher::spawn(m, config(8, Duration::ZERO));
+    let batcher = pooled(m, config(8, Duration::ZERO));
     let first = submit(&batcher, request(0.0, 1), None);
     assert_eq!(probe.next_batch().await, 1);
     // While the first batch runs, two more arrive; time passes meanwhile.
@@ -254,7 +265,7 @@ async fn zero_delay_adds_no_waiting_and_batches_what_arrived_meanwhile() {
 async fn parallelism_runs_batches_at_once() {
     let (m, mut probe) = model(true);
     let cfg = BatcherConfig { parallelism: 2, ..config(1, Duration::ZERO) };
-    let batcher = Batcher::spawn(m, cfg);
+    let batcher = pooled(m, cfg);
     let answers: Vec<Answer> =
         (0..3).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
     // Two batches start while both are blocked; the third waits for a free slot.
@@ -273,7 +284,7 @@ async fn parallelism_runs_batches_at_once() {
 async fn full_queue_rejects_at_once() {
     let (m, mut probe) = model(true);
     let cfg = BatcherConfig { max_queue_size: 2, ..config(1, Duration::ZERO) };
-    let batcher = Batcher::spawn(m, cfg);
+    let batcher = pooled(m, cfg);
     let running = submit(&batcher, request(0.0, 1), None);
     probe.next_batch().await;
     let waiting: Vec<Answer> =
@@ -296,7 +307,7 @@ async fn full_queue_rejects_at_once() {
 #[tokio::test(start_paused = true)]
 async fn queued_request_times_out_without_running() {
     let (m, mut probe) = model(true);
-    let batcher = Batcher::spawn(m, config(1, Duration::ZERO));
+    let batcher = pooled(m, config(1, Duration::ZERO));
     let running = submit(&batcher, request(0.0, 1), Some(5 * MS));
     probe.next_batch().await;
     let late = submit(&batcher, request(10.0, 1), Some(5 * MS));
@@ -319,7 +330,7 @@ async fn queued_request_times_out_without_running() {
 #[tokio::test(start_paused = true)]
 async fn abandoned_request_is_skipped() {
     let (m, mut probe) = model(true);
-    let batcher = Batcher::spawn(m, config(8, Duration::ZERO));
+    let batcher = pooled(m, config(8, Duration::ZERO));
     let running = submit(&batcher, request(0.0, 1), None);
     probe.next_batch().await;
     let gone = submit(&batcher, request(10.0, 3), None);
@@ -376,7 +387,7 @@ async fn oversized_request_runs_alone() {
 #[tokio::test(start_paused = true)]
 async fn panicking_model_fails_its_batch_and_keeps_serving() {
     let (m, mut probe) = model(true);
-    let batcher = Batcher::spawn(m, config(8, Duration::ZERO));
+    let batcher = pooled(m, config(8, Duration::ZERO));
     let blocker = submit(&batcher, request(100.0, 1), None);
     probe.next_batch().await;
     // These two are batched together; one of them makes the model panic.
@@ -397,7 +408,7 @@ async fn panicking_model_fails_its_batch_and_keeps_serving() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_drains_everything_queued() {
     let (m, mut probe) = model(true);
-    let batcher = Batcher::spawn(m, config(2, Duration::from_secs(60)));
+    let batcher = pooled(m, config(2, Duration::from_secs(60)));
     let answers: Vec<Answer> =
         (0..5).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
     assert_eq!(probe.next_batch().await, 2);
@@ -509,6 +520,180 @@ async fn unbatchable_request_is_rejected_before_queueing() {
     assert!(probe.batches().is_empty());
 }
 
+/// A model like [`model`] that also records the thread each batch ran on.
+fn model_on_threads() -> (Arc<dyn Model>, Probe, Arc<Mutex<Vec<ThreadId>>>) {
+    let threads = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&threads);
+    let behaviour: Behaviour = Box::new(move |request: &InferRequest| {
+        seen.lock().unwrap().push(std::thread::current().id());
+        double(request)
+    });
+    let (m, probe) = model_with(false, behaviour);
+    (m, probe, threads)
+}
+
+#[tokio::test(start_paused = true)]
+async fn lone_request_runs_inline_at_once() {
+    let (m, mut probe, threads) = model_on_threads();
+    let batcher = Batcher::spawn(m, config(8, Duration::ZERO));
+    let started = tokio::time::Instant::now();
+    let call = batcher.infer(request(0.0, 1), None);
+    tokio::pin!(call);
+    // The only suspension: one yield, so that other ready requests could join the batch.
+    assert!(poll!(call.as_mut()).is_pending());
+    let Poll::Ready(answer) = poll!(call.as_mut()) else {
+        panic!("a lone request waited for something besides its one yield");
+    };
+    let (y, info) = answer.unwrap();
+    assert_eq!(fp32(&y[0]), [0.0, 1.0]);
+    assert_eq!((info.batch_size, info.queue_time), (1, Duration::ZERO));
+    // It ran on this very thread (no blocking-pool hop) and no timer was involved.
+    assert_eq!(*threads.lock().unwrap(), [std::thread::current().id()]);
+    assert_eq!(tokio::time::Instant::now(), started);
+    assert_eq!(probe.batches(), [1]);
+    assert_eq!(batcher.queue_len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_requests_are_batched_inline() {
+    let (m, mut probe, threads) = model_on_threads();
+    let batcher = Batcher::spawn(m, config(8, Duration::ZERO));
+    // Ready together on one worker: the first one leads, the others queue behind it.
+    let answers: Vec<Answer> =
+        (0..5).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
+    for (i, answer) in answers.into_iter().enumerate() {
+        let (y, info) = ok(answer).await;
+        assert_eq!(info.batch_size, 5);
+        let base = 10.0 * i as f32;
+        assert_eq!(fp32(&y[0]), [2.0 * base, 2.0 * base + 1.0]);
+    }
+    assert_eq!(probe.batches(), [5]);
+    assert_eq!(*threads.lock().unwrap(), [std::thread::current().id()]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn inline_batches_respect_max_batch_size() {
+    let (m, mut probe) = model(false);
+    let batcher = Batcher::spawn(m, config(3, Duration::ZERO));
+    let answers: Vec<Answer> =
+        (0..7).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
+    let mut sizes = Vec::new();
+    for answer in answers {
+        sizes.push(ok(answer).await.1.batch_size);
+    }
+    assert_eq!(sizes, [3, 3, 3, 3, 3, 3, 1]);
+    assert_eq!(probe.batches(), [3, 3, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leader_cancelled_before_its_batch_leaves_the_others_answered() {
+    let (m, mut probe) = model(false);
+    let batcher = Batcher::spawn(m, config(8, Duration::ZERO));
+    let leader = submit(&batcher, request(0.0, 1), None);
+    // The leader queues its request and yields once before taking the batch.
+    tokio::task::yield_now().await;
+    assert_eq!(batcher.queue_len(), 1);
+    let others: Vec<Answer> =
+        (1..3).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    for (i, answer) in others.into_iter().enumerate() {
+        let (y, info) = ok(answer).await;
+        assert_eq!(info.batch_size, 2);
+        let base = 10.0 * (i + 1) as f32;
+        assert_eq!(fp32(&y[0]), [2.0 * base, 2.0 * base + 1.0]);
+    }
+    // The withdrawn request never ran.
+    assert_eq!(probe.batches(), [2]);
+    assert_eq!(batcher.queue_len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leader_cancelled_while_its_batch_runs_leaves_the_others_answered() {
+    let (m, mut probe) = model(true);
+    let batcher = pooled(m, config(8, Duration::ZERO));
+    // Ready together: the first leads a batch holding both.
+    let leader = submit(&batcher, request(0.0, 1), None);
+    let other = submit(&batcher, request(10.0, 2), None);
+    assert_eq!(probe.next_batch().await, 3);
+    leader.abort();
+    assert!(leader.await.unwrap_err().is_cancelled());
+    probe.release_one();
+    let (y, info) = ok(other).await;
+    assert_eq!(info.batch_size, 3);
+    assert_eq!(fp32(&y[0]), [20.0, 21.0, 22.0, 23.0]);
+    // The slot was given back: the next request runs.
+    drop(probe.release.take());
+    assert_eq!(ok(submit(&batcher, request(30.0, 1), None)).await.1.batch_size, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn panicking_model_inline_fails_its_batch_and_keeps_serving() {
+    let (m, mut probe) = model(false);
+    let batcher = Batcher::spawn(m, config(8, Duration::ZERO));
+    let bad = submit(&batcher, request(PANIC_MARKER, 1), None);
+    let neighbour = submit(&batcher, request(10.0, 1), None);
+    for e in [err(bad).await, err(neighbour).await] {
+        assert_eq!(e.to_string(), "model \"m\": inference failed: model panicked: boom");
+    }
+    let (y, _) = ok(submit(&batcher, request(20.0, 1), None)).await;
+    assert_eq!(fp32(&y[0]), [40.0, 41.0]);
+    assert_eq!(probe.batches(), [2, 1]);
+}
+
+/// Waits (on the real clock) until `batcher` holds `n` queued requests.
+async fn until_queued(batcher: &Batcher, n: usize) {
+    let limit = std::time::Instant::now() + Duration::from_secs(10);
+    while batcher.queue_len() != n {
+        assert!(std::time::Instant::now() < limit, "never saw {n} queued requests");
+        tokio::time::sleep(MS).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_requests_wait_for_the_slot_then_run_together() {
+    let (m, mut probe) = model(true);
+    let batcher = Batcher::spawn(m, config(8, Duration::ZERO));
+    // Runs inline on one worker and holds the only slot until released.
+    let first = submit(&batcher, request(0.0, 1), None);
+    assert_eq!(probe.next_batch().await, 1);
+    let waiting: Vec<Answer> =
+        (1..4).map(|i| submit(&batcher, request(10.0 * i as f32, 1), None)).collect();
+    until_queued(&batcher, 3).await;
+    // A waiter that goes away leaves the queue and is not run.
+    let [gone, kept @ ..] = <[Answer; 3]>::try_from(waiting).ok().unwrap();
+    gone.abort();
+    until_queued(&batcher, 2).await;
+    probe.release_one();
+    assert_eq!(ok(first).await.1.batch_size, 1);
+    // The two left are picked up together once the slot is free.
+    assert_eq!(probe.next_batch().await, 2);
+    probe.release_one();
+    for (i, answer) in kept.into_iter().enumerate() {
+        let (y, info) = ok(answer).await;
+        assert_eq!(info.batch_size, 2);
+        let base = 10.0 * (i + 2) as f32;
+        assert_eq!(fp32(&y[0]), [2.0 * base, 2.0 * base + 1.0]);
+    }
+    assert!(probe.batches().is_empty());
+}
+
+/// The real clock: a delay below the timer's millisecond is honoured, not rounded up to
+/// it. The upper bound only catches a wait of the wrong order on a loaded machine.
+#[tokio::test]
+async fn sub_millisecond_delay_is_honoured() {
+    let (m, _probe) = model(false);
+    let delay = Duration::from_micros(500);
+    let batcher = Batcher::spawn(m, config(8, delay));
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        let (_, info) = batcher.infer(request(0.0, 1), None).await.unwrap();
+        let took = started.elapsed();
+        assert!(info.queue_time >= delay, "queued {:?}", info.queue_time);
+        assert!(took >= delay && took < delay + 50 * MS, "took {took:?}");
+    }
+}
+
 /// One request of the property test: rows, which outputs it asks for (`y`, `z`; none
 /// meaning all), and how long after the previous one it arrives.
 #[derive(Debug, Clone)]
@@ -528,10 +713,11 @@ fn arrival() -> impl Strategy<Value = Arrival> {
 async fn check_routing(
     arrivals: Vec<Arrival>,
     cfg: BatcherConfig,
+    execution: Execution,
 ) -> std::result::Result<(), String> {
     let max = cfg.max_batch_size;
     let (m, mut probe) = model(false);
-    let batcher = Batcher::spawn(m, cfg);
+    let batcher = Batcher::spawn_with(m, cfg, execution);
     let mut answers = Vec::new();
     for (i, a) in arrivals.iter().enumerate() {
         let base = 10.0 * i as f32;
@@ -584,6 +770,7 @@ proptest! {
         max_batch_size in 1usize..9,
         delay_ms in prop_oneof![Just(0u64), 1u64..6],
         parallelism in 1usize..3,
+        on_the_pool in any::<bool>(),
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -596,7 +783,8 @@ proptest! {
             parallelism,
             ..BatcherConfig::default()
         };
-        let outcome = runtime.block_on(check_routing(arrivals, cfg));
+        let execution = if on_the_pool { Execution::BlockingPool } else { Execution::Inline };
+        let outcome = runtime.block_on(check_routing(arrivals, cfg, execution));
         prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
     }
 }
