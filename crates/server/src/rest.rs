@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http_body_util::BodyExt;
@@ -25,6 +25,11 @@ use crate::metrics::Protocol;
 
 /// Default request body limit: 64 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// `Inference-Header-Content-Length` as a ready header name: looking a header up by a
+/// `&str` parses the name on every call.
+static INFERENCE_HEADER: HeaderName =
+    HeaderName::from_static(rest::INFERENCE_HEADER_CONTENT_LENGTH);
 
 /// Shared state of the REST handlers.
 #[derive(Clone)]
@@ -181,13 +186,13 @@ fn encoded_response(encoded: EncodedBody) -> Response {
     if let Some(n) = header_length {
         let h = r.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-        h.insert(rest::INFERENCE_HEADER_CONTENT_LENGTH, HeaderValue::from(n));
+        h.insert(INFERENCE_HEADER.clone(), HeaderValue::from(n));
     }
     r
 }
 
 fn header_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
-    let Some(v) = headers.get(rest::INFERENCE_HEADER_CONTENT_LENGTH) else { return Ok(None) };
+    let Some(v) = headers.get(&INFERENCE_HEADER) else { return Ok(None) };
     let n = v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).ok_or_else(|| {
         ProtocolError::invalid("Inference-Header-Content-Length must be a non-negative integer")
     })?;
