@@ -123,6 +123,25 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// After an element of an object or array: a `,` (consumed, with the whitespace after
+    /// it) means another element follows → `false`; `close` (consumed) ends it → `true`.
+    #[inline]
+    fn end_or_next(&mut self, close: u8) -> Scan<bool> {
+        self.ws();
+        match self.peek() {
+            Some(b',') => {
+                self.pos += 1;
+                self.ws();
+                Ok(false)
+            }
+            Some(c) if c == close => {
+                self.pos += 1;
+                Ok(true)
+            }
+            _ => Err(Bail),
+        }
+    }
+
     fn literal(&mut self, lit: &[u8]) -> Scan<()> {
         match self.bytes.get(self.pos..) {
             Some(rest) if rest.starts_with(lit) => {
@@ -157,17 +176,8 @@ impl<'a> Scanner<'a> {
             self.pos += 1;
             self.ws();
             member(self, key, escaped)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.ws();
-                }
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(Bail),
+            if self.end_or_next(b'}')? {
+                return Ok(());
             }
         }
     }
@@ -185,17 +195,8 @@ impl<'a> Scanner<'a> {
         }
         loop {
             elem(self)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.ws();
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(Bail),
+            if self.end_or_next(b']')? {
+                return Ok(());
             }
         }
     }
@@ -404,17 +405,8 @@ impl<'a> Scanner<'a> {
                 Some(b'[') => self.nested(out, depth + 1)?,
                 _ => self.scalar(out)?,
             }
-            self.ws();
-            match self.peek() {
-                Some(b',') => {
-                    self.pos += 1;
-                    self.ws();
-                }
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(Bail),
+            if self.end_or_next(b']')? {
+                return Ok(());
             }
         }
     }
