@@ -86,8 +86,8 @@ impl ModelVersion {
                 outputs
             }
             None => {
-                // Small models answer fastest on the request's own worker thread; heavy
-                // models get the batcher, which runs them on blocking threads.
+                // Without a batcher the model runs on the request's own worker thread;
+                // with one, concurrent requests are combined into one execution.
                 let outputs = self.model.infer(request)?;
                 select_outputs(&wanted, outputs, &self.name)?
             }
