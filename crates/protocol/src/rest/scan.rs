@@ -123,6 +123,22 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The start of an object or array: `open` (consumed, with the whitespace after it),
+    /// then `true` if `close` follows at once (consumed: the container is empty).
+    #[inline]
+    fn open(&mut self, open: u8, close: u8) -> Scan<bool> {
+        if self.peek() != Some(open) {
+            return Err(Bail);
+        }
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(close) {
+            self.pos += 1;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// After an element of an object or array: a `,` (consumed, with the whitespace after
     /// it) means another element follows → `false`; `close` (consumed) ends it → `true`.
     #[inline]
@@ -158,13 +174,7 @@ impl<'a> Scanner<'a> {
         &mut self,
         mut member: impl FnMut(&mut Self, &'a [u8], bool) -> Scan<()>,
     ) -> Scan<()> {
-        if self.peek() != Some(b'{') {
-            return Err(Bail);
-        }
-        self.pos += 1;
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
+        if self.open(b'{', b'}')? {
             return Ok(());
         }
         loop {
@@ -184,13 +194,7 @@ impl<'a> Scanner<'a> {
 
     /// The array at the cursor, calling `elem` with the cursor at each element.
     fn array(&mut self, mut elem: impl FnMut(&mut Self) -> Scan<()>) -> Scan<()> {
-        if self.peek() != Some(b'[') {
-            return Err(Bail);
-        }
-        self.pos += 1;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
+        if self.open(b'[', b']')? {
             return Ok(());
         }
         loop {
@@ -386,10 +390,7 @@ impl<'a> Scanner<'a> {
         if depth >= MAX_DEPTH {
             return Err(Bail);
         }
-        self.pos += 1;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
+        if self.open(b'[', b']')? {
             return Ok(());
         }
         // `array` and `scalar` written out, with numbers (nearly every element) first.
