@@ -73,6 +73,26 @@ pub struct ModelVersion {
 }
 
 impl ModelVersion {
+    /// Runs one inference request end to end on this version and records its metrics and
+    /// statistics ([`Core::infer`] after looking the version up).
+    pub async fn infer(&self, request: InferRequest, protocol: Protocol) -> Result<InferResponse> {
+        let start = Instant::now();
+        let in_flight = self.metrics.in_flight();
+        let result = self.run(request).await;
+        drop(in_flight);
+        let elapsed = start.elapsed();
+        self.metrics.observe_request(
+            protocol,
+            result.as_ref().map(|_| ()).map_err(Error::code),
+            elapsed,
+        );
+        self.stats.record_request(result.is_ok(), elapsed);
+        if let Err(e) = &result {
+            tracing::debug!(model = %self.name, error = %e, "inference failed");
+        }
+        result
+    }
+
     async fn run(&self, mut request: InferRequest) -> Result<InferResponse> {
         request = self.model.preprocess(request)?;
         validate_request(&self.metadata, &request)?;
@@ -232,22 +252,8 @@ impl Core {
         request: InferRequest,
         protocol: Protocol,
     ) -> Result<InferResponse> {
-        let start = Instant::now();
         let served = self.version(model, version)?;
-        let in_flight = served.metrics.in_flight();
-        let result = served.run(request).await;
-        drop(in_flight);
-        let elapsed = start.elapsed();
-        served.metrics.observe_request(
-            protocol,
-            result.as_ref().map(|_| ()).map_err(Error::code),
-            elapsed,
-        );
-        served.stats.record_request(result.is_ok(), elapsed);
-        if let Err(e) = &result {
-            tracing::debug!(model, error = %e, "inference failed");
-        }
-        result
+        served.infer(request, protocol).await
     }
 
     /// Loads every model of the repository; failures are recorded per model, not fatal.

@@ -1,10 +1,14 @@
 //! The REST frontend: every V2 route (with and without `/versions/{v}`), the extensions
 //! (binary tensor data, model repository, statistics, model configuration), the V1 API,
-//! health and `/metrics`, as one `axum::Router` over the shared [`Core`].
+//! health and `/metrics`, as one `axum::Router` over the shared [`Core`], behind the
+//! [`service`] that matches the inference routes ahead of it.
 //!
-//! The request path: axum matches the route → the body is read up to the configured limit
-//! (413 beyond it) → the codec decodes and validates tensors → [`Core::infer`] → the codec
-//! encodes the response (JSON, or JSON + binary parts).
+//! The request path: the inference route is matched → the model version is looked up (404
+//! before the body is read) → the body is read up to the configured limit (413 beyond it) →
+//! the codec decodes and validates tensors → [`ModelVersion::infer`] → the codec encodes
+//! the response (JSON, or JSON + binary parts).
+//!
+//! [`ModelVersion::infer`]: crate::core::ModelVersion::infer
 
 use std::sync::Arc;
 
@@ -18,10 +22,13 @@ use http_body_util::BodyExt;
 use oxserve_protocol::rest::{self, EncodedBody, ResponseEncoding};
 use oxserve_protocol::{ErrorCode, InferRequest, ProtocolError, v1};
 
+pub use self::service::{RestService, service};
 use crate::core::Core;
 use crate::error::Error;
 use crate::extensions;
 use crate::metrics::Protocol;
+
+mod service;
 
 /// Default request body limit: 64 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -38,7 +45,8 @@ pub struct RestState {
     pub max_body_bytes: usize,
 }
 
-/// Builds the REST router; tests call it with `oneshot`, `serve` binds it to a listener.
+/// Builds the REST router; tests call it with `oneshot`, and [`service`] puts it behind the
+/// inference fast path that `serve` binds to a listener.
 pub fn router(state: RestState) -> Router {
     Router::new()
         .route("/v2/health/live", get(live))
@@ -153,14 +161,25 @@ async fn infer(
     Path(ModelPath { model, version }): Path<ModelPath>,
     request: axum::extract::Request,
 ) -> ApiResult {
-    // Unknown models answer 404 before the body is read or decoded.
-    let served = s.core.version(&model, version.as_deref())?;
     // The headers are borrowed from the request rather than extracted (a `HeaderMap`
     // extractor clones the whole map on every call).
     let (parts, body) = request.into_parts();
-    let header_length = header_length(&parts.headers)?;
-    let body = read_body(body, &parts.headers, s.max_body_bytes).await?;
-    drop(parts);
+    infer_model(&s, &model, version.as_deref(), &parts.headers, body).await
+}
+
+/// `POST /v2/models/{model}[/versions/{version}]/infer` once the route is matched: by the
+/// router ([`infer`]) or ahead of it ([`service`]).
+async fn infer_model(
+    s: &RestState,
+    model: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    // Unknown models answer 404 before the body is read or decoded.
+    let served = s.core.version(model, version)?;
+    let header_length = header_length(headers)?;
+    let body = read_body(body, headers, s.max_body_bytes).await?;
     let request = if header_length == Some(0) {
         // Raw binary request: the body is the data of the model's only input.
         let [input] = served.metadata.inputs.as_slice() else {
@@ -174,9 +193,9 @@ async fn infer(
     } else {
         rest::decode_request(&body, header_length)?
     };
-    drop(served);
+    drop(body);
     let encoding = ResponseEncoding::from_request(&request);
-    let response = s.core.infer(&model, version.as_deref(), request, Protocol::Rest).await?;
+    let response = served.infer(request, Protocol::Rest).await?;
     Ok(encoded_response(rest::encode_response(&response, &encoding)))
 }
 

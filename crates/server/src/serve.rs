@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::ServiceExt;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
@@ -52,13 +53,15 @@ pub async fn serve(
         }
     };
     let app =
-        rest::router(RestState { core: core.clone(), max_body_bytes: options.max_body_bytes });
+        rest::service(RestState { core: core.clone(), max_body_bytes: options.max_body_bytes });
     // Small responses must not wait for Nagle's algorithm.
     let http_listener = listeners.http.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
     let http = tokio::spawn(
-        axum::serve(http_listener, app).with_graceful_shutdown(stopped()).into_future(),
+        axum::serve(http_listener, app.into_make_service())
+            .with_graceful_shutdown(stopped())
+            .into_future(),
     );
     let grpc = listeners.grpc.map(|listener| {
         let service = GrpcFrontend::new(core.clone()).service(options.max_body_bytes);

@@ -44,7 +44,7 @@ pub fn validate_request(metadata: &ModelMetadata, request: &InferRequest) -> Res
             )));
         }
     }
-    if let Some(dup) = duplicate(request.inputs.iter().map(|t| t.name.as_str())) {
+    if let Some(dup) = duplicate(&request.inputs, |t| t.name.as_str()) {
         return Err(Error::invalid(format!("input \"{dup}\" appears more than once")));
     }
     for output in &request.outputs {
@@ -58,7 +58,7 @@ pub fn validate_request(metadata: &ModelMetadata, request: &InferRequest) -> Res
             )));
         }
     }
-    if let Some(dup) = duplicate(request.outputs.iter().map(|o| o.name.as_str())) {
+    if let Some(dup) = duplicate(&request.outputs, |o| o.name.as_str()) {
         return Err(Error::invalid(format!("output \"{dup}\" is requested more than once")));
     }
     Ok(())
@@ -69,9 +69,18 @@ pub fn shape_matches(model: &[i64], request: &[i64]) -> bool {
     model.len() == request.len() && model.iter().zip(request).all(|(&m, &r)| m < 0 || m == r)
 }
 
-fn duplicate<'a>(names: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+/// The first name that repeats an earlier one. Requests name a few tensors, so short lists
+/// are compared pairwise rather than hashed.
+fn duplicate<'a, T>(items: &'a [T], name: impl Fn(&'a T) -> &'a str) -> Option<&'a str> {
+    const PAIRWISE_UP_TO: usize = 16;
+    if items.len() <= PAIRWISE_UP_TO {
+        return items.iter().enumerate().find_map(|(i, item)| {
+            let n = name(item);
+            items.get(..i)?.iter().any(|earlier| name(earlier) == n).then_some(n)
+        });
+    }
     let mut seen = std::collections::HashSet::new();
-    names.into_iter().find(|n| !seen.insert(*n))
+    items.iter().map(name).find(|n| !seen.insert(*n))
 }
 
 /// Keeps the outputs the request asked for, in the order asked (all when none were named).
@@ -169,5 +178,33 @@ mod tests {
         let sel = select_outputs(&r, outs, "m").unwrap();
         assert_eq!(sel.len(), 1);
         assert_eq!(sel[0].name, "b");
+    }
+
+    #[test]
+    fn finds_the_first_repeated_name_in_short_and_long_lists() {
+        fn dup(names: &[&str]) -> Option<String> {
+            duplicate(names, |n| *n).map(str::to_owned)
+        }
+        assert_eq!(dup(&[]), None);
+        assert_eq!(dup(&["a", "b", "c"]), None);
+        assert_eq!(dup(&["a", "b", "b", "a"]).as_deref(), Some("b"));
+        assert_eq!(dup(&["a", "b", "c", "a", "b"]).as_deref(), Some("a"));
+        for len in [16, 17, 40] {
+            let names: Vec<String> = (0..len).map(|i| format!("t{i}")).collect();
+            let mut list: Vec<&str> = names.iter().map(String::as_str).collect();
+            assert_eq!(dup(&list), None, "{len} distinct names");
+            list.push("t3");
+            list.push("t1");
+            assert_eq!(dup(&list).as_deref(), Some("t3"), "{len} names and a repeat");
+        }
+    }
+
+    #[test]
+    fn a_repeated_input_is_refused() {
+        let m = meta();
+        let x = Tensor::new("x", vec![1, 2], TensorData::Fp32(vec![0.0; 2]));
+        let r = InferRequest { inputs: vec![x.clone(), x], ..Default::default() };
+        let e = validate_request(&m, &r).unwrap_err().to_string();
+        assert_eq!(e, "input \"x\" appears more than once");
     }
 }
