@@ -98,6 +98,18 @@ fn set_once<T>(slot: &mut Option<T>, value: T) -> Scan<()> {
     Ok(())
 }
 
+/// The bytes that end a run of ordinary string characters: the closing quote, a backslash,
+/// control characters (refused) and non-ASCII bytes (valid only as UTF-8, checked at the end).
+static STRING_STOP: [bool; 256] = {
+    let mut stop = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        stop[b] = b < 0x20 || b >= 0x80 || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    stop
+};
+
 /// A string's raw bytes between its quotes: valid UTF-8, with escapes still in when
 /// `escaped`.
 struct RawString<'a> {
@@ -216,6 +228,9 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         let mut ascii = true;
         loop {
+            // Ordinary characters, skipped with one table lookup each.
+            let rest = self.bytes.get(i..).ok_or(Bail)?;
+            i += rest.iter().position(|&b| STRING_STOP[usize::from(b)]).ok_or(Bail)?;
             match *self.bytes.get(i).ok_or(Bail)? {
                 b'"' => break,
                 b'\\' => {
@@ -233,11 +248,10 @@ impl<'a> Scanner<'a> {
                     }
                 }
                 0..=0x1f => return Err(Bail),
-                0x80.. => {
+                _ => {
                     ascii = false;
                     i += 1;
                 }
-                _ => i += 1,
             }
         }
         let bytes = self.bytes.get(start..i).ok_or(Bail)?;
