@@ -18,6 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::BytesMut;
 use http_body_util::BodyExt;
 use oxserve_protocol::rest::{self, EncodedBody, ResponseEncoding};
 use oxserve_protocol::{ErrorCode, InferRequest, ProtocolError, v1};
@@ -219,7 +220,10 @@ fn header_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes with 413.
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+///
+/// A request body nearly always arrives as one frame, which is returned as it is; more
+/// frames are joined into one buffer, sized by `Content-Length` when the client sent one.
+async fn read_body(mut body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError(ProtocolError::new(
             ErrorCode::PayloadTooLarge,
@@ -233,11 +237,30 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Byte
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError(ProtocolError::invalid(format!("reading request body: {e}")))),
+    let mut first = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError(ProtocolError::invalid(format!("reading request body: {e}"))))?;
+        // Trailers carry no body bytes.
+        let Ok(data) = frame.into_data() else { continue };
+        total = total.saturating_add(data.len());
+        if total > limit {
+            return Err(too_large());
+        }
+        if let Some(buf) = joined.as_mut() {
+            buf.extend_from_slice(&data);
+        } else if first.is_empty() {
+            first = data;
+        } else {
+            let mut buf = BytesMut::with_capacity(declared.unwrap_or(total).max(total));
+            buf.extend_from_slice(&first);
+            buf.extend_from_slice(&data);
+            joined = Some(buf);
+        }
     }
+    Ok(joined.map_or(first, BytesMut::freeze))
 }
 
 async fn model_config(State(s): State<RestState>, Path(p): Path<ModelPath>) -> ApiResult {
@@ -344,4 +367,67 @@ async fn metrics(State(s): State<RestState>) -> Response {
         HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed(chunks: &[&'static str]) -> Body {
+        let frames: Vec<Result<Bytes, std::io::Error>> =
+            chunks.iter().map(|c| Ok(Bytes::from_static(c.as_bytes()))).collect();
+        Body::from_stream(futures::stream::iter(frames))
+    }
+
+    fn code(result: Result<Bytes, ApiError>) -> ErrorCode {
+        match result {
+            Ok(bytes) => panic!("expected an error, read {bytes:?}"),
+            Err(ApiError(e)) => e.code,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_frame_is_returned_without_a_copy() {
+        let data = Bytes::from(vec![7u8; 100]);
+        let body = Body::from(data.clone());
+        let read = read_body(body, &HeaderMap::new(), 100).await.ok().unwrap();
+        assert_eq!(read, data);
+        assert_eq!(read.as_ptr(), data.as_ptr());
+    }
+
+    #[tokio::test]
+    async fn frames_are_joined_in_order() {
+        let read = read_body(streamed(&["ab", "", "cd", "ef"]), &HeaderMap::new(), 6).await;
+        assert_eq!(read.ok().unwrap(), "abcdef");
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        let read = read_body(streamed(&["x", "yz"]), &headers, 3).await;
+        assert_eq!(read.ok().unwrap(), "xyz");
+        let read = read_body(streamed(&[]), &HeaderMap::new(), 0).await;
+        assert_eq!(read.ok().unwrap(), "");
+    }
+
+    #[tokio::test]
+    async fn more_than_the_limit_is_refused_with_or_without_a_declared_length() {
+        let read = read_body(streamed(&["abc", "def"]), &HeaderMap::new(), 5).await;
+        assert_eq!(code(read), ErrorCode::PayloadTooLarge);
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("6"));
+        let read = read_body(streamed(&["abc", "def"]), &headers, 5).await;
+        assert_eq!(code(read), ErrorCode::PayloadTooLarge);
+    }
+
+    #[tokio::test]
+    async fn a_failing_body_is_a_bad_request() {
+        let frames: Vec<Result<Bytes, std::io::Error>> =
+            vec![Ok(Bytes::from_static(b"ab")), Err(std::io::Error::other("connection reset"))];
+        let body = Body::from_stream(futures::stream::iter(frames));
+        match read_body(body, &HeaderMap::new(), 100).await {
+            Err(ApiError(e)) => {
+                assert_eq!(e.code, ErrorCode::InvalidArgument);
+                assert!(e.message.contains("reading request body"), "{}", e.message);
+            }
+            Ok(b) => panic!("read {b:?}"),
+        }
+    }
 }

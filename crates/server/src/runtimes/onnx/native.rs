@@ -55,6 +55,9 @@ impl Elem {
 /// Index of a value in a plan's slots.
 type Slot = usize;
 
+/// Plans with at most this many values keep them on the stack while they run.
+const STACK_SLOTS: usize = 8;
+
 /// A graph input: a `[batch, width]` tensor.
 #[derive(Debug, Clone)]
 pub struct PlanInput {
@@ -163,25 +166,33 @@ impl Plan {
     /// Runs the plan on `inputs` (names and datatypes already checked against the model's
     /// metadata, element counts against shapes) for model `model`.
     pub fn run(&self, model: &str, inputs: Vec<Tensor>) -> Result<Vec<Tensor>> {
-        let mut slots: Vec<Option<Value>> = vec![None; self.slots];
-        let mut inputs: Vec<Option<Tensor>> = inputs.into_iter().map(Some).collect();
+        // The values live on the stack for the small graphs this evaluator is for.
+        let mut on_stack: [Option<Value>; STACK_SLOTS] = Default::default();
+        let mut on_heap: Vec<Option<Value>> = Vec::new();
+        let slots: &mut [Option<Value>] = match on_stack.get_mut(..self.slots) {
+            Some(slots) => slots,
+            None => {
+                on_heap.resize_with(self.slots, || None);
+                &mut on_heap
+            }
+        };
+        let mut inputs = inputs;
         for input in &self.inputs {
-            let mut found =
-                inputs.iter_mut().filter(|t| t.as_ref().is_some_and(|t| t.name == input.name));
-            let tensor = found.next().and_then(Option::take).ok_or_else(|| {
+            let position = inputs.iter().position(|t| t.name == input.name);
+            let tensor = position.map(|i| inputs.swap_remove(i)).ok_or_else(|| {
                 Error::invalid(format!("model \"{model}\": input \"{}\" is missing", input.name))
             })?;
-            if found.next().is_some() {
+            if inputs.iter().any(|t| t.name == input.name) {
                 return Err(Error::invalid(format!(
                     "model \"{model}\": input \"{}\" is given more than once",
                     input.name
                 )));
             }
             let value = input_value(model, input, tensor)?;
-            put(&mut slots, input.slot, value)?;
+            put(slots, input.slot, value)?;
         }
         for step in &self.steps {
-            step.run(&mut slots)?;
+            step.run(slots)?;
         }
         let mut result = Vec::with_capacity(self.outputs.len());
         for (i, output) in self.outputs.iter().enumerate() {

@@ -504,6 +504,25 @@ fn double_inputs_through_casts_scaler_and_normalizers() {
 }
 
 #[test]
+fn graphs_with_more_values_than_the_stack_holds() {
+    // X, the scaled value and a chain of copies: more values than a plan keeps on the stack.
+    let copies = super::STACK_SLOTS + 3;
+    let mut nodes = vec![node(
+        "Scaler",
+        &[X],
+        &["v0"],
+        vec![floats("offset", &[1.0, -2.0]), floats("scale", &[0.5, 2.0])],
+    )];
+    let names: Vec<String> = (0..=copies).map(|i| format!("v{i}")).collect();
+    for pair in names.windows(2) {
+        nodes.push(node("Identity", &[pair[0].as_str()], &[pair[1].as_str()], vec![]));
+    }
+    let last = names.last().unwrap();
+    let pair = supported(model(nodes, x(data_type::FLOAT, 2), vec![f32_out(last, 2)]));
+    agree_on_random_inputs(&pair);
+}
+
+#[test]
 fn iris_lr_fixture_runs_natively_and_matches() {
     let path = fixtures().join("models/iris-lr/model.onnx");
     let ort = load_at(&path, false);
