@@ -481,7 +481,14 @@ fn needs_binary(data: &TensorData) -> bool {
 /// `"parameters": {"binary_data_size": N}` and no `data`; their bytes follow the JSON in
 /// output order.
 pub fn encode_response(resp: &InferResponse, enc: &ResponseEncoding) -> EncodedBody {
-    let binary: Vec<bool> = resp.outputs.iter().map(|t| enc.is_binary(t)).collect();
+    with_binary_flags(
+        &resp.outputs,
+        |t| enc.is_binary(t),
+        |binary| encode_response_with(resp, binary),
+    )
+}
+
+fn encode_response_with(resp: &InferResponse, binary: &[bool]) -> EncodedBody {
     let mut out = Vec::with_capacity(256 + resp.outputs.iter().map(json_size_hint).sum::<usize>());
     out.extend_from_slice(b"{\"model_name\":");
     write_str(&resp.model_name, &mut out);
@@ -491,21 +498,24 @@ pub fn encode_response(resp: &InferResponse, enc: &ResponseEncoding) -> EncodedB
     }
     write_common(resp.id.as_deref(), &resp.parameters, &mut out);
     out.extend_from_slice(b",\"outputs\":");
-    write_tensors(&resp.outputs, &binary, &mut out);
+    write_tensors(&resp.outputs, binary, &mut out);
     out.push(b'}');
-    finish_body(out, &resp.outputs, &binary)
+    finish_body(out, &resp.outputs, binary)
 }
 
 /// Encodes a V2 REST inference request (client side). With `binary_inputs` every input goes
 /// as binary data; FP16/BF16 inputs and non-UTF-8 BYTES inputs always do.
 pub fn encode_request(req: &InferRequest, binary_inputs: bool) -> EncodedBody {
-    let binary: Vec<bool> =
-        req.inputs.iter().map(|t| binary_inputs || needs_binary(&t.data)).collect();
+    let is_binary = |t: &Tensor| binary_inputs || needs_binary(&t.data);
+    with_binary_flags(&req.inputs, is_binary, |binary| encode_request_with(req, binary))
+}
+
+fn encode_request_with(req: &InferRequest, binary: &[bool]) -> EncodedBody {
     let mut out = Vec::with_capacity(256 + req.inputs.iter().map(json_size_hint).sum::<usize>());
     out.push(b'{');
     // `write_common` writes each member with a leading comma; the first member is `inputs`.
     out.extend_from_slice(b"\"inputs\":");
-    write_tensors(&req.inputs, &binary, &mut out);
+    write_tensors(&req.inputs, binary, &mut out);
     write_common(req.id.as_deref(), &req.parameters, &mut out);
     if !req.outputs.is_empty() {
         out.extend_from_slice(b",\"outputs\":[");
@@ -524,7 +534,25 @@ pub fn encode_request(req: &InferRequest, binary_inputs: bool) -> EncodedBody {
         out.push(b']');
     }
     out.push(b'}');
-    finish_body(out, &req.inputs, &binary)
+    finish_body(out, &req.inputs, binary)
+}
+
+/// Calls `then` with whether each tensor goes as binary data, kept on the stack for the
+/// usual handful of tensors.
+fn with_binary_flags<R>(
+    tensors: &[Tensor],
+    is_binary: impl Fn(&Tensor) -> bool,
+    then: impl FnOnce(&[bool]) -> R,
+) -> R {
+    const ON_STACK: usize = 16;
+    if tensors.len() > ON_STACK {
+        return then(&tensors.iter().map(is_binary).collect::<Vec<_>>());
+    }
+    let mut flags = [false; ON_STACK];
+    for (flag, t) in flags.iter_mut().zip(tensors) {
+        *flag = is_binary(t);
+    }
+    then(flags.get(..tensors.len()).unwrap_or_default())
 }
 
 fn json_size_hint(t: &Tensor) -> usize {

@@ -473,33 +473,42 @@ impl WriteJson for Bytes {
     }
 }
 
+/// The bytes a JSON string cannot hold as they are: `"`, `\\` and control characters.
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut escape = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        escape[b] = b < 0x20 || b == b'"' as usize || b == b'\\' as usize;
+        b += 1;
+    }
+    escape
+};
+
 /// Appends `s` as a JSON string literal.
 pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
+    let mut rest = s.as_bytes();
+    out.reserve(rest.len() + 2);
     out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
-        if esc.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.extend_from_slice(esc);
+    while let Some(i) = rest.iter().position(|&b| NEEDS_ESCAPE[usize::from(b)]) {
+        let (plain, tail) = rest.split_at(i);
+        out.extend_from_slice(plain);
+        let Some((&b, tail)) = tail.split_first() else { break };
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
         }
-        start = i + 1;
+        rest = tail;
     }
-    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
@@ -636,5 +645,15 @@ mod tests {
         let mut out = Vec::new();
         write_flat(&[f32::NAN, f32::NEG_INFINITY, 0.1, -0.0], &mut out);
         assert_eq!(out, b"[null,-1e999,0.1,-0.0]");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn written_strings_read_back_as_themselves(s in "\\PC*|[\\x00-\\x7f]{0,40}") {
+            let mut out = Vec::new();
+            write_str(&s, &mut out);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            proptest::prop_assert_eq!(back, s);
+        }
     }
 }
