@@ -212,7 +212,10 @@ fn encoded_response(encoded: EncodedBody) -> Response {
 }
 
 fn header_length(headers: &HeaderMap) -> Result<Option<usize>, ApiError> {
-    let Some(v) = headers.get(&INFERENCE_HEADER) else { return Ok(None) };
+    // The few names of a request are compared in turn: cheaper than hashing this long one.
+    let found =
+        headers.iter().find_map(|(name, value)| (*name == INFERENCE_HEADER).then_some(value));
+    let Some(v) = found else { return Ok(None) };
     let n = v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()).ok_or_else(|| {
         ProtocolError::invalid("Inference-Header-Content-Length must be a non-negative integer")
     })?;
@@ -430,4 +433,23 @@ mod tests {
             Ok(b) => panic!("read {b:?}"),
         }
     }
+
+    #[test]
+    fn the_json_header_length_is_found_among_the_headers() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(header_length(&headers).ok().unwrap(), None);
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("120"));
+        assert_eq!(header_length(&headers).ok().unwrap(), None);
+        let name = HeaderName::from_bytes(b"Inference-Header-Content-Length").unwrap();
+        headers.append(name.clone(), HeaderValue::from_static(" 42 "));
+        headers.append(name.clone(), HeaderValue::from_static("7"));
+        assert_eq!(header_length(&headers).ok().unwrap(), Some(42));
+        headers.insert(name, HeaderValue::from_static("-1"));
+        match header_length(&headers) {
+            Err(ApiError(e)) => assert_eq!(e.code, ErrorCode::InvalidArgument),
+            Ok(n) => panic!("read {n:?}"),
+        }
+    }
 }
+

@@ -110,6 +110,30 @@ static STRING_STOP: [bool; 256] = {
     stop
 };
 
+/// The position of the first byte at or after `i` that ends a run of ordinary string
+/// characters (see [`STRING_STOP`]), if there is one. Eight bytes are looked at a time.
+#[inline]
+fn skip_plain(bytes: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>) {
+        let x = u64::from_le_bytes(*chunk);
+        // The high bit of a byte is set in each test for a byte that passes it; a borrow can
+        // also set it in bytes after one that truly passes, so only the lowest counts.
+        let zero = |y: u64| y.wrapping_sub(ONES) & !y & HIGH;
+        let quote = zero(x ^ (u64::from(b'"') * ONES));
+        let backslash = zero(x ^ (u64::from(b'\\') * ONES));
+        let control = x.wrapping_sub(0x20 * ONES) & !x & HIGH;
+        let stop = quote | backslash | control | (x & HIGH);
+        if stop != 0 {
+            return Some(i + (stop.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    let rest = bytes.get(i..)?;
+    Some(i + rest.iter().position(|&b| STRING_STOP[usize::from(b)])?)
+}
+
 /// A string's raw bytes between its quotes: valid UTF-8, with escapes still in when
 /// `escaped`.
 struct RawString<'a> {
@@ -228,9 +252,7 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         let mut ascii = true;
         loop {
-            // Ordinary characters, skipped with one table lookup each.
-            let rest = self.bytes.get(i..).ok_or(Bail)?;
-            i += rest.iter().position(|&b| STRING_STOP[usize::from(b)]).ok_or(Bail)?;
+            i = skip_plain(self.bytes, i).ok_or(Bail)?;
             match *self.bytes.get(i).ok_or(Bail)? {
                 b'"' => break,
                 b'\\' => {
@@ -470,5 +492,41 @@ impl<'a> Scanner<'a> {
             }
         })?;
         Ok(RequestedOutput { name: name.ok_or(Bail)?, parameters: parameters.unwrap_or_default() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{STRING_STOP, skip_plain};
+
+    fn by_table(bytes: &[u8], i: usize) -> Option<usize> {
+        let rest = bytes.get(i..)?;
+        Some(i + rest.iter().position(|&b| STRING_STOP[usize::from(b)])?)
+    }
+
+    #[test]
+    fn stops_at_quotes_backslashes_controls_and_non_ascii() {
+        assert_eq!(skip_plain(b"name\":1", 0), Some(4));
+        assert_eq!(skip_plain(b"abcdefghijkl\\n", 0), Some(12));
+        assert_eq!(skip_plain(b"abcdefgh\x1fx", 2), Some(8));
+        assert_eq!(skip_plain("abcdefgh\u{e9}".as_bytes(), 0), Some(8));
+        assert_eq!(skip_plain(b"\x7f\x7f !#~ plain", 0), None);
+        assert_eq!(skip_plain(b"\"", 1), None);
+        assert_eq!(skip_plain(b"", 0), None);
+    }
+
+    proptest! {
+        #[test]
+        fn eight_at_a_time_agrees_with_the_table(
+            bytes in proptest::collection::vec(
+                prop_oneof![4 => 0x20u8..0x7f, 1 => any::<u8>(), 1 => Just(b'"'), 1 => Just(b'\\')],
+                0..40,
+            ),
+            start in 0usize..41,
+        ) {
+            prop_assert_eq!(skip_plain(&bytes, start), by_table(&bytes, start));
+        }
     }
 }
