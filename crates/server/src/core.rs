@@ -100,7 +100,10 @@ impl ModelVersion {
         let wanted = InferRequest { outputs: request.outputs.clone(), ..Default::default() };
         let outputs = match &self.batcher {
             Some(batcher) => {
-                let (outputs, info) = batcher.infer(request, self.settings.timeout).await?;
+                // Boxed: the batcher's future is large, and without the box every request's
+                // future would carry its space, batched or not.
+                let batched = Box::pin(batcher.infer(request, self.settings.timeout));
+                let (outputs, info) = batched.await?;
                 self.metrics.observe_batch(info.queue_time, info.batch_size);
                 self.stats.queue.record(info.queue_time);
                 outputs
