@@ -9,15 +9,19 @@
 //!    `fixtures/models/iris-lr` that oxserve serves, and an XGBClassifier on 20 features
 //!    saved both pickled (for the peers) and as XGBoost JSON (for oxserve); for each it
 //!    writes the 1-row and 100-row requests and the labels they must get;
-//! 2. serves both models, one system after another: oxserve (`--threads 1`), the bare
-//!    axum/tonic ceiling (`oxserve-bare`, answering with oxserve's bytes), MLServer 1.7 in its
-//!    fastest documented configuration (`parallel_workers: 0`, `debug: false`, i.e. inference
-//!    in the server process and no access log) and in its default one, and KServe's Python
-//!    model server (latency and access logging off);
+//! 2. serves both models with oxserve (`--threads 1`) and, side by side with it, the bare
+//!    axum/tonic ceiling (`oxserve-bare`, one server per answer of oxserve, replaying its
+//!    bytes); then, one after another, MLServer 1.7 in its fastest documented configuration
+//!    (`parallel_workers: 0`, `debug: false`, i.e. inference in the server process and no
+//!    access log) and in its default one, and KServe's Python model server (latency and
+//!    access logging off);
 //! 3. checks each system's answers to both requests (HTTP 200 and the expected labels), then
 //!    measures V2 REST with `oha` (non-2xx answers and connection errors counted as errors)
 //!    at each concurrency with 1 row and at one concurrency with 100 rows, and V2 gRPC with
-//!    `oxserve-grpc-load` (status and output count of every answer checked);
+//!    `oxserve-grpc-load` (status and output count of every answer checked); oxserve and the
+//!    ceiling `--repeat` times each, alternating the two, keeping each one's median run (by
+//!    throughput, with the errors of all runs), so that other work on a shared machine weighs
+//!    on both alike; the peers once each;
 //! 4. writes the tables to `.oxserve/bench/peers.md`, between the `bench peers` markers of
 //!    `docs/benchmarks.md`, and renders the latency-vs-throughput chart with `oxserve-chart`.
 //!
@@ -30,14 +34,14 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
-use super::server::{Guard, Measurement, ensure_oha, http_post, ms, oha_post, start};
+use super::server::{Guard, Measurement, ensure_oha, http_post, median, ms, oha_post, start};
 use crate::conformance::{
     KSERVE_REQUIREMENTS, KSERVE_SERVER, MLSERVER_REQUIREMENTS, Started, free_port, wait_ready,
 };
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Measured time per (system, protocol, request size, concurrency), e.g. 5s.
+    /// Measured time of each run, e.g. 5s.
     #[arg(long, default_value = "5s")]
     duration: String,
     /// Unmeasured warm-up before each measurement.
@@ -49,6 +53,11 @@ pub struct Args {
     /// Concurrency of the 100-row REST run.
     #[arg(long, default_value_t = 8)]
     batch_concurrency: u32,
+    /// Measure each (model, protocol, request size, concurrency) of oxserve and the ceiling
+    /// this many times, alternating the two, and report each one's median run: on a shared
+    /// machine, other work then weighs on both alike. The peers are measured once.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
     /// Core the servers are pinned to.
     #[arg(long, default_value_t = 0)]
     server_cpu: u32,
@@ -78,7 +87,7 @@ const REST_CEILING_TARGET: f64 = 0.7;
 const REST_P99_TARGET_US: u64 = 3_000;
 const GRPC_PEER_TARGET: f64 = 20.0;
 
-/// The systems, in the order they are measured.
+/// The systems, in the order of the tables.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum System {
     Oxserve,
@@ -119,12 +128,11 @@ struct Row {
     m: Measurement,
 }
 
-/// A started system, whichever kind: stopped by PID when dropped.
-enum Running {
-    Ours(#[allow(dead_code)] Guard),
-    Peer(#[allow(dead_code)] Started),
-    /// The ceilings, held in their own list.
-    Ceilings,
+impl Row {
+    fn new(w: &Workload, system: System, p: Point, m: Measurement) -> Row {
+        let Point { grpc, rows, concurrency } = p;
+        Row { model: w.model, system, grpc, rows, concurrency, m }
+    }
 }
 
 /// One model every system serves, with its requests and the labels they must get.
@@ -169,6 +177,11 @@ impl Workload {
     fn path(&self) -> String {
         format!("/v2/models/{}/infer", self.model)
     }
+
+    /// The request file with `rows` rows (1 or 100).
+    fn request(&self, rows: u32) -> &Path {
+        if rows == 1 { &self.request_1 } else { &self.request_100 }
+    }
 }
 
 /// The models of the run: the iris LogisticRegression (ONNX in oxserve) and an XGBoost
@@ -176,8 +189,17 @@ impl Workload {
 const MODELS: [&str; 2] = [MODEL, XGB_MODEL];
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
-    let Args { duration, warmup, concurrency, batch_concurrency, server_cpu, load_cpu, no_docs } =
-        args;
+    let Args {
+        duration,
+        warmup,
+        concurrency,
+        batch_concurrency,
+        server_cpu,
+        load_cpu,
+        repeat,
+        no_docs,
+    } = args;
+    ensure!(repeat > 0, "--repeat must be at least 1");
     ensure!(!concurrency.is_empty(), "--concurrency needs at least one level");
     let machine_before = super::machine_description();
     let lib = crate::onnxruntime::ensure(sh)?;
@@ -205,149 +227,43 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     cmd!(sh, "{mlserver_python} {script} peer {data}")
         .run()
         .context("training the peers' models")?;
-    let workloads = [Workload::read(&data, MODEL, true)?, Workload::read(&data, XGB_MODEL, false)?];
     let cpu = server_cpu.to_string();
-    let load = Load {
-        sh,
-        oha: &oha,
-        grpc_load: &bin.join("oxserve-grpc-load"),
-        load_cpu,
-        warmup: &warmup,
-        duration: &duration,
+    let bench = Bench {
+        bin: &bin,
+        dir: &dir,
+        data: &data,
+        cpu: &cpu,
+        load: Load {
+            sh,
+            oha: &oha,
+            grpc_load: &bin.join("oxserve-grpc-load"),
+            load_cpu,
+            warmup: &warmup,
+            duration: &duration,
+        },
+        workloads: [Workload::read(&data, MODEL, true)?, Workload::read(&data, XGB_MODEL, false)?],
+        concurrency: &concurrency,
+        batch_concurrency,
     };
 
-    let mut rows = Vec::new();
-    // oxserve's answers (REST: per model and request size; gRPC: iris), which the ceiling
-    // replays.
-    let mut captured: Vec<(usize, u32, PathBuf)> = Vec::new();
-    let grpc_answer = dir.join("answer.pb");
-    for system in System::ALL {
-        eprintln!("xtask: starting {}", system.name());
-        // Each system's REST base URL per (workload, rows); the ceiling has one per answer.
-        let mut urls: Vec<(usize, u32, String)> = Vec::new();
-        let mut ceilings = Vec::new();
-        let (running, grpc) = match system {
-            System::Oxserve => {
-                let repo = dir.join("oxserve");
-                std::fs::create_dir_all(repo.join(MODEL))?;
-                std::fs::copy(
-                    crate::project_root().join("fixtures/models").join(MODEL).join("model.onnx"),
-                    repo.join(MODEL).join("model.onnx"),
-                )?;
-                std::fs::create_dir_all(repo.join(XGB_MODEL))?;
-                std::fs::copy(
-                    data.join(XGB_MODEL).join("model.json"),
-                    repo.join(XGB_MODEL).join("model.json"),
-                )?;
-                let mut serve = taskset(&cpu, &bin.join("oxserve"));
-                serve
-                    .arg("serve")
-                    .arg(&repo)
-                    .args(["--http-port", "0", "--grpc-port", "0", "--threads", "1"])
-                    .env("OXSERVE_ONNXRUNTIME_LIB", &lib);
-                let (guard, rest, grpc) =
-                    start(serve, &dir.join("oxserve.log"), "oxserve listening ")?;
-                for (i, w) in workloads.iter().enumerate() {
-                    for (n, body) in [(1, &w.body_1), (100, &w.body_100)] {
-                        let file = dir.join(format!("answer-{}-{n}.json", w.model));
-                        std::fs::write(&file, http_post(&rest, &w.path(), body)?)?;
-                        captured.push((i, n, file));
-                        urls.push((i, n, rest.clone()));
-                    }
-                }
-                let grpc_load = load.grpc_load;
-                cmd!(sh, "{grpc_load} --addr {grpc} --model {MODEL} --save-response {grpc_answer}")
-                    .run()
-                    .context("capturing oxserve's gRPC answer")?;
-                (Running::Ours(guard), Some(grpc))
-            }
-            System::Bare => {
-                let mut grpc = None;
-                for (i, n, answer) in &captured {
-                    let tag = format!("{}-{n}", workloads[*i].model);
-                    let (guard, rest, g) =
-                        start_bare(&cpu, &bin, &dir, answer, &grpc_answer, &tag)?;
-                    if *i == 0 && *n == 1 {
-                        grpc = Some(g);
-                    }
-                    urls.push((*i, *n, rest));
-                    ceilings.push(guard);
-                }
-                (Running::Ceilings, grpc)
-            }
-            System::MlserverFast | System::MlserverDefault => {
-                let started = start_mlserver(
-                    &cpu,
-                    &mlserver_python,
-                    &dir,
-                    &data,
-                    system == System::MlserverFast,
-                )?;
-                for i in 0..workloads.len() {
-                    urls.extend([(i, 1, started.rest.clone()), (i, 100, started.rest.clone())]);
-                }
-                let grpc = started.grpc.clone();
-                (Running::Peer(started), grpc)
-            }
-            System::Kserve => {
-                let started = start_kserve(&cpu, &kserve_python, &dir, &data)?;
-                for i in 0..workloads.len() {
-                    urls.extend([(i, 1, started.rest.clone()), (i, 100, started.rest.clone())]);
-                }
-                let grpc = started.grpc.clone();
-                (Running::Peer(started), grpc)
-            }
-        };
-        let url = |i: usize, n: u32| -> Result<&str> {
-            urls.iter()
-                .find(|(wi, wn, _)| *wi == i && *wn == n)
-                .map(|(_, _, u)| u.as_str())
-                .context("no server for this workload")
-        };
-        for (i, w) in workloads.iter().enumerate() {
-            let (rest_1, rest_100) = (url(i, 1)?, url(i, 100)?);
-            check_answer(&http_post(rest_1, &w.path(), &w.body_1)?, &w.labels_1)
-                .with_context(|| format!("{}: the 1-row {} answer", system.name(), w.model))?;
-            check_answer(&http_post(rest_100, &w.path(), &w.body_100)?, &w.labels_100)
-                .with_context(|| format!("{}: the 100-row {} answer", system.name(), w.model))?;
-            for &c in &concurrency {
-                let m = load.rest(rest_1, w, &w.request_1, c)?;
-                rows.push(Row { model: w.model, system, grpc: false, rows: 1, concurrency: c, m });
-            }
-            let m = load.rest(rest_100, w, &w.request_100, batch_concurrency)?;
-            rows.push(Row {
-                model: w.model,
-                system,
-                grpc: false,
-                rows: 100,
-                concurrency: batch_concurrency,
-                m,
-            });
-            if let (true, Some(grpc)) = (w.grpc, &grpc) {
-                for &c in &concurrency {
-                    let m = load.grpc(grpc, c)?;
-                    rows.push(Row {
-                        model: w.model,
-                        system,
-                        grpc: true,
-                        rows: 1,
-                        concurrency: c,
-                        m,
-                    });
-                }
-            }
-        }
-        drop(ceilings);
-        drop(running);
-    }
+    let mut rows = bench.oxserve_and_ceiling(&lib, repeat)?;
+    rows.extend(bench.peer(System::MlserverFast, || {
+        start_mlserver(&cpu, &mlserver_python, &dir, &data, true)
+    })?);
+    rows.extend(bench.peer(System::MlserverDefault, || {
+        start_mlserver(&cpu, &mlserver_python, &dir, &data, false)
+    })?);
+    rows.extend(bench.peer(System::Kserve, || start_kserve(&cpu, &kserve_python, &dir, &data))?);
 
     let commit = cmd!(sh, "git rev-parse --short HEAD").read().unwrap_or_default();
     let levels = concurrency.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     let mut report = format!(
         "Command: `cargo xtask bench peers --duration {duration} --warmup {warmup} \
-         --concurrency {levels} --batch-concurrency {batch_concurrency}`  \n\
+         --concurrency {levels} --batch-concurrency {batch_concurrency} --repeat {repeat}`  \n\
          Machine: {machine_before} (at start; {} at the end)  \n\
-         Pinning: every server on core {server_cpu}, one after another; load generators on core \
+         Pinning: every server on core {server_cpu}; oxserve and the ceiling running side by \
+         side, each of their rows the median of {repeat} runs alternating the two (errors: all \
+         runs); then the peers one after another, each measured once; load generators on core \
          {load_cpu}; {warmup} warm-up before each {duration} run  \n\
          Commit: {commit}; models: `iris-lr`, the iris LogisticRegression (ONNX in oxserve, \
          joblib in the peers, same training call and seed) and `xgb-20`, an XGBClassifier \
@@ -367,6 +283,213 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         super::publish(sh, &bin, "peers", &report, &chart_json, CHART)?;
     }
     Ok(())
+}
+
+/// What both phases of the run share: where things are, the server core, how load is driven
+/// and what is measured.
+struct Bench<'a> {
+    bin: &'a Path,
+    /// The run's directory: configurations, answers and logs.
+    dir: &'a Path,
+    /// What `make_models.py peer` wrote.
+    data: &'a Path,
+    cpu: &'a str,
+    load: Load<'a>,
+    workloads: [Workload; 2],
+    concurrency: &'a [u32],
+    batch_concurrency: u32,
+}
+
+impl Bench<'_> {
+    /// oxserve and the ceilings, running side by side: every point measured `repeat` times
+    /// alternating the two. Returns oxserve's median rows, then the ceiling's.
+    fn oxserve_and_ceiling(&self, lib: &Path, repeat: usize) -> Result<Vec<Row>> {
+        eprintln!("xtask: starting oxserve");
+        let (oxserve, ox) = self.start_oxserve(lib)?;
+        self.check_answers(System::Oxserve, &ox)?;
+        let answers = self.capture_answers(&ox)?;
+        eprintln!("xtask: starting the bare ceilings");
+        let (ceilings, bare) = self.start_ceilings(&answers)?;
+        self.check_answers(System::Bare, &bare)?;
+        let (mut rows, mut bare_rows) = (Vec::new(), Vec::new());
+        for w in &self.workloads {
+            for p in self.points(w) {
+                let pair = [(System::Oxserve, &ox), (System::Bare, &bare)];
+                let [ox_m, bare_m] = alternating_medians(pair, repeat, |(system, at), round| {
+                    eprintln!("xtask: {} {} ({round}/{repeat})", system.name(), w.model);
+                    self.load.point(at, w, p)
+                })?;
+                rows.push(Row::new(w, System::Oxserve, p, ox_m));
+                bare_rows.push(Row::new(w, System::Bare, p, bare_m));
+            }
+        }
+        drop(ceilings);
+        drop(oxserve);
+        rows.append(&mut bare_rows);
+        Ok(rows)
+    }
+
+    /// A peer, started alone with `start`: every point measured once, then the peer stopped.
+    fn peer(&self, system: System, start: impl FnOnce() -> Result<Started>) -> Result<Vec<Row>> {
+        eprintln!("xtask: starting {}", system.name());
+        let started = start()?;
+        let grpc = started.grpc.clone().with_context(|| format!("{}: no gRPC", system.name()))?;
+        let at = Endpoints::one_server(&started.rest, grpc);
+        self.check_answers(system, &at)?;
+        let mut rows = Vec::new();
+        for w in &self.workloads {
+            for p in self.points(w) {
+                rows.push(Row::new(w, system, p, self.load.point(&at, w, p)?));
+            }
+        }
+        Ok(rows)
+    }
+
+    /// `oxserve serve` (`--threads 1`) on a repository of both models.
+    fn start_oxserve(&self, lib: &Path) -> Result<(Guard, Endpoints)> {
+        let repo = self.dir.join("oxserve");
+        std::fs::create_dir_all(repo.join(MODEL))?;
+        std::fs::copy(
+            crate::project_root().join("fixtures/models").join(MODEL).join("model.onnx"),
+            repo.join(MODEL).join("model.onnx"),
+        )?;
+        std::fs::create_dir_all(repo.join(XGB_MODEL))?;
+        std::fs::copy(
+            self.data.join(XGB_MODEL).join("model.json"),
+            repo.join(XGB_MODEL).join("model.json"),
+        )?;
+        let mut serve = taskset(self.cpu, &self.bin.join("oxserve"));
+        serve
+            .arg("serve")
+            .arg(&repo)
+            .args(["--http-port", "0", "--grpc-port", "0", "--threads", "1"])
+            .env("OXSERVE_ONNXRUNTIME_LIB", lib);
+        let (guard, rest, grpc) =
+            start(serve, &self.dir.join("oxserve.log"), "oxserve listening ")?;
+        Ok((guard, Endpoints::one_server(&rest, grpc)))
+    }
+
+    /// Saves oxserve's answers to both requests of every workload, and to the gRPC iris row.
+    fn capture_answers(&self, ox: &Endpoints) -> Result<Answers> {
+        let mut rest = Vec::new();
+        for w in &self.workloads {
+            for (n, body) in [(1, &w.body_1), (100, &w.body_100)] {
+                let file = self.dir.join(format!("answer-{}-{n}.json", w.model));
+                std::fs::write(&file, http_post(ox.rest(w.model, n)?, &w.path(), body)?)?;
+                rest.push((w.model, n, file));
+            }
+        }
+        let Load { sh, grpc_load, .. } = self.load;
+        let (addr, grpc) = (&ox.grpc, self.dir.join("answer.pb"));
+        cmd!(sh, "{grpc_load} --addr {addr} --model {MODEL} --save-response {grpc}")
+            .run()
+            .context("capturing oxserve's gRPC answer")?;
+        Ok(Answers { rest, grpc })
+    }
+
+    /// One ceiling per REST answer of oxserve, replaying it (and the gRPC answer).
+    fn start_ceilings(&self, answers: &Answers) -> Result<(Vec<Guard>, Endpoints)> {
+        let mut guards = Vec::new();
+        let mut rest = Vec::new();
+        let mut grpc = None;
+        for (model, n, answer) in &answers.rest {
+            let tag = format!("{model}-{n}");
+            let (guard, url, g) =
+                start_bare(self.cpu, self.bin, self.dir, answer, &answers.grpc, &tag)?;
+            guards.push(guard);
+            if (*model, *n) == (MODEL, 1) {
+                grpc = Some(g);
+            }
+            rest.push((*model, *n, url));
+        }
+        let grpc = grpc.context("no ceiling for the 1-row iris answer")?;
+        Ok((guards, Endpoints { rest, grpc }))
+    }
+
+    /// `system`'s answers to both requests of every workload: HTTP 200, the expected labels.
+    fn check_answers(&self, system: System, at: &Endpoints) -> Result<()> {
+        for w in &self.workloads {
+            for (n, body, labels) in
+                [(1, &w.body_1, &w.labels_1), (100, &w.body_100, &w.labels_100)]
+            {
+                check_answer(&http_post(at.rest(w.model, n)?, &w.path(), body)?, labels)
+                    .with_context(|| {
+                        format!("{}: the {n}-row {} answer", system.name(), w.model)
+                    })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn points(&self, w: &Workload) -> Vec<Point> {
+        points(w.grpc, self.concurrency, self.batch_concurrency)
+    }
+}
+
+/// One measurement of a workload: protocol, rows per request, concurrency.
+#[derive(Clone, Copy, PartialEq, Debug)]
+struct Point {
+    grpc: bool,
+    rows: u32,
+    concurrency: u32,
+}
+
+/// A workload's points in the order of the tables: REST with 1 row at each concurrency, REST
+/// with 100 rows at `batch_concurrency`, then (`grpc`) gRPC with 1 row at each concurrency.
+fn points(grpc: bool, concurrency: &[u32], batch_concurrency: u32) -> Vec<Point> {
+    let one_row = |grpc| concurrency.iter().map(move |&c| Point { grpc, rows: 1, concurrency: c });
+    let mut points: Vec<Point> = one_row(false).collect();
+    points.push(Point { grpc: false, rows: 100, concurrency: batch_concurrency });
+    if grpc {
+        points.extend(one_row(true));
+    }
+    points
+}
+
+/// Measures both systems of `pair` `repeat` times, alternating (first, second, first, …), and
+/// returns each one's median run, with the errors of all its runs.
+fn alternating_medians<S: Copy>(
+    pair: [S; 2],
+    repeat: usize,
+    mut measure: impl FnMut(S, usize) -> Result<Measurement>,
+) -> Result<[Measurement; 2]> {
+    let mut runs: [Vec<Measurement>; 2] = Default::default();
+    for round in 1..=repeat {
+        for (system, runs) in pair.into_iter().zip(&mut runs) {
+            runs.push(measure(system, round)?);
+        }
+    }
+    Ok(runs.map(median))
+}
+
+/// Where a started system answers: a REST base URL per (model, rows per request), since the
+/// ceiling runs one server per answer, and a gRPC address.
+struct Endpoints {
+    rest: Vec<(&'static str, u32, String)>,
+    grpc: String,
+}
+
+impl Endpoints {
+    /// One server answering every model and request size.
+    fn one_server(rest: &str, grpc: String) -> Endpoints {
+        let rest = MODELS.iter().flat_map(|&m| [1, 100].map(|n| (m, n, rest.to_owned()))).collect();
+        Endpoints { rest, grpc }
+    }
+
+    fn rest(&self, model: &str, rows: u32) -> Result<&str> {
+        self.rest
+            .iter()
+            .find(|(m, n, _)| *m == model && *n == rows)
+            .map(|(_, _, url)| url.as_str())
+            .with_context(|| format!("no server for {rows}-row {model} requests"))
+    }
+}
+
+/// oxserve's answers, which the ceilings replay: REST per (model, rows per request), gRPC for
+/// the iris row.
+struct Answers {
+    rest: Vec<(&'static str, u32, PathBuf)>,
+    grpc: PathBuf,
 }
 
 /// `taskset -c <cpu> <program>`: the program execs in place, so its PID is the server's.
@@ -522,6 +645,15 @@ struct Load<'a> {
 }
 
 impl Load<'_> {
+    /// One measurement of `w` at `p` on the system answering at `at`.
+    fn point(&self, at: &Endpoints, w: &Workload, p: Point) -> Result<Measurement> {
+        if p.grpc {
+            self.grpc(&at.grpc, p.concurrency)
+        } else {
+            self.rest(at.rest(w.model, p.rows)?, w, w.request(p.rows), p.concurrency)
+        }
+    }
+
     fn rest(&self, base: &str, w: &Workload, body: &Path, c: u32) -> Result<Measurement> {
         let Load { sh, oha, load_cpu, .. } = *self;
         let load_cpu = load_cpu.to_string();
@@ -769,6 +901,29 @@ mod tests {
         assert!(t.contains("KServe: 20.0× → missed"), "{t}");
         assert!(t.contains("the ceiling: 0.80× → met"), "{t}");
         assert!(t.contains("best gRPC (MLServer (fastest)): 10.0× → missed"), "{t}");
+    }
+
+    #[test]
+    fn points_in_table_order() {
+        let p = |grpc, rows, concurrency| Point { grpc, rows, concurrency };
+        assert_eq!(
+            points(true, &[1, 64], 8),
+            [p(false, 1, 1), p(false, 1, 64), p(false, 100, 8), p(true, 1, 1), p(true, 1, 64)]
+        );
+        assert_eq!(points(false, &[1, 64], 8), [p(false, 1, 1), p(false, 1, 64), p(false, 100, 8)]);
+    }
+
+    #[test]
+    fn alternates_and_keeps_medians() {
+        let mut order = Vec::new();
+        let mut rps = [10.0, 200.0, 30.0, 100.0, 20.0, 300.0].into_iter();
+        let medians = alternating_medians(["ox", "bare"], 3, |system, round| {
+            order.push((system, round));
+            Ok(Measurement { rps: rps.next().unwrap(), p50_us: 0, p99_us: 0, errors: 1 })
+        })
+        .unwrap();
+        assert_eq!(order, [("ox", 1), ("bare", 1), ("ox", 2), ("bare", 2), ("ox", 3), ("bare", 3)]);
+        assert_eq!(medians.map(|m| (m.rps, m.errors)), [(20.0, 3), (200.0, 3)]);
     }
 
     #[test]

@@ -307,7 +307,7 @@ struct Row {
 }
 
 /// The run with the median throughput, with the errors of all runs.
-fn median(mut runs: Vec<Measurement>) -> Measurement {
+pub(super) fn median(mut runs: Vec<Measurement>) -> Measurement {
     let errors = runs.iter().map(|m| m.errors).sum();
     runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
     Measurement { errors, ..runs.swap_remove(runs.len() / 2) }
