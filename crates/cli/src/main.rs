@@ -7,11 +7,10 @@ mod serve;
 
 use anyhow::Result;
 
-/// Every request allocates and frees a handful of small, short-lived buffers (headers,
-/// tensors, the encoded answer); mimalloc serves those with fewer instructions than glibc's
-/// allocator (measured with callgrind in docs/benchmarks.md).
+/// mimalloc, for the many short-lived buffers of every request (see `oxserve_alloc`;
+/// measured with callgrind in docs/benchmarks.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: oxserve_alloc::Allocator = oxserve_alloc::Allocator;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

@@ -93,27 +93,13 @@ impl ModelVersion {
         result
     }
 
-    async fn run(&self, mut request: InferRequest) -> Result<InferResponse> {
-        request = self.model.preprocess(request)?;
+    async fn run(&self, request: InferRequest) -> Result<InferResponse> {
+        let mut request = self.model.preprocess(request)?;
         validate_request(&self.metadata, &request)?;
         let id = request.id.take();
-        let wanted = InferRequest { outputs: request.outputs.clone(), ..Default::default() };
         let outputs = match &self.batcher {
-            Some(batcher) => {
-                // Boxed: the batcher's future is large, and without the box every request's
-                // future would carry its space, batched or not.
-                let batched = Box::pin(batcher.infer(request, self.settings.timeout));
-                let (outputs, info) = batched.await?;
-                self.metrics.observe_batch(info.queue_time, info.batch_size);
-                self.stats.queue.record(info.queue_time);
-                outputs
-            }
-            None => {
-                // Without a batcher the model runs on the request's own worker thread;
-                // with one, concurrent requests are combined into one execution.
-                let outputs = self.model.infer(request)?;
-                select_outputs(&wanted, outputs, &self.name)?
-            }
+            Some(batcher) => self.run_batched(batcher, request).await?,
+            None => self.run_unbatched(request)?,
         };
         let outputs = self.model.postprocess(outputs)?;
         Ok(InferResponse {
@@ -123,6 +109,25 @@ impl ModelVersion {
             parameters: Default::default(),
             outputs,
         })
+    }
+
+    /// Without a batcher the model runs on the request's own worker thread.
+    fn run_unbatched(&self, request: InferRequest) -> Result<Vec<Tensor>> {
+        let wanted = request.outputs.clone();
+        let outputs = self.model.infer(request)?;
+        select_outputs(&wanted, outputs, &self.name)
+    }
+
+    /// With a batcher, concurrent requests are combined into one execution (the batcher
+    /// selects each request's outputs).
+    async fn run_batched(&self, batcher: &Batcher, request: InferRequest) -> Result<Vec<Tensor>> {
+        // Boxed: the batcher's future is large, and without the box every request's future
+        // would carry its space, batched or not.
+        let batched = Box::pin(batcher.infer(request, self.settings.timeout));
+        let (outputs, info) = batched.await?;
+        self.metrics.observe_batch(info.queue_time, info.batch_size);
+        self.stats.queue.record(info.queue_time);
+        Ok(outputs)
     }
 
     /// The `max_batch_size` the model configuration reports (0: no batching).

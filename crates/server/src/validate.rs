@@ -2,7 +2,7 @@
 //! datatypes, ranks and fixed dimensions, and requested output names.
 
 use oxserve_protocol::tensor::shape_string;
-use oxserve_protocol::{InferRequest, ModelMetadata, Tensor};
+use oxserve_protocol::{InferRequest, ModelMetadata, RequestedOutput, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -85,15 +85,15 @@ fn duplicate<'a, T>(items: &'a [T], name: impl Fn(&'a T) -> &'a str) -> Option<&
 
 /// Keeps the outputs the request asked for, in the order asked (all when none were named).
 pub fn select_outputs(
-    request: &InferRequest,
+    requested: &[RequestedOutput],
     mut outputs: Vec<Tensor>,
     model: &str,
 ) -> Result<Vec<Tensor>> {
-    if request.outputs.is_empty() {
+    if requested.is_empty() {
         return Ok(outputs);
     }
-    let mut selected = Vec::with_capacity(request.outputs.len());
-    for wanted in &request.outputs {
+    let mut selected = Vec::with_capacity(requested.len());
+    for wanted in requested {
         let i = outputs.iter().position(|t| t.name == wanted.name).ok_or_else(|| {
             Error::runtime(model, format!("the model did not produce output \"{}\"", wanted.name))
         })?;
@@ -107,7 +107,7 @@ pub fn select_outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oxserve_protocol::{DataType, RequestedOutput, TensorData, TensorMetadata};
+    use oxserve_protocol::{DataType, TensorData, TensorMetadata};
 
     fn meta() -> ModelMetadata {
         ModelMetadata {
@@ -172,10 +172,9 @@ mod tests {
             Tensor::new("a", vec![1], TensorData::Int32(vec![1])),
             Tensor::new("b", vec![1], TensorData::Int32(vec![2])),
         ];
-        let mut r = InferRequest::default();
-        assert_eq!(select_outputs(&r, outs.clone(), "m").unwrap().len(), 2);
-        r.outputs.push(RequestedOutput { name: "b".into(), ..Default::default() });
-        let sel = select_outputs(&r, outs, "m").unwrap();
+        assert_eq!(select_outputs(&[], outs.clone(), "m").unwrap().len(), 2);
+        let wanted = [RequestedOutput { name: "b".into(), ..Default::default() }];
+        let sel = select_outputs(&wanted, outs, "m").unwrap();
         assert_eq!(sel.len(), 1);
         assert_eq!(sel[0].name, "b");
     }

@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 
 /// The same allocator as the `oxserve` binary, so the ceiling is served the way oxserve is.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: oxserve_alloc::Allocator = oxserve_alloc::Allocator;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -58,8 +58,8 @@ impl Service<Request> for RestService {
             return Box::pin(self.router.call(request));
         };
         let state = self.state.clone();
+        let (parts, body) = request.into_parts();
         Box::pin(async move {
-            let (parts, body) = request.into_parts();
             let path = parts.uri.path();
             let (model, version) = route.segments(path);
             let answer = infer_model(&state, model, version, &parts.headers, body).await;
