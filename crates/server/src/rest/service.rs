@@ -158,4 +158,67 @@ mod tests {
             assert_eq!(InferRoute::parse(path), None, "{path}");
         }
     }
+
+    /// The fast path and the router answer every request alike: status, content type and
+    /// body, on inference routes, near-misses the fast path leaves to the router, and errors.
+    #[tokio::test]
+    async fn answers_exactly_as_the_router_does() {
+        use axum::body::Body;
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let repo = tempfile::tempdir().unwrap();
+        let model = repo.path().join("xgb-binary");
+        std::fs::create_dir(&model).unwrap();
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models/xgb-binary");
+        std::fs::copy(format!("{fixture}/model.json"), model.join("model.json")).unwrap();
+        let repository = crate::repository::Repository::open(repo.path()).unwrap();
+        let core =
+            std::sync::Arc::new(crate::core::Core::new(Default::default(), Some(repository)));
+        core.load_all().await;
+        let version = core.version("xgb-binary", None).unwrap().version.clone();
+        let state = RestState { core, max_body_bytes: 4096 };
+
+        let row = "[0.5,1.5,-2.0,3.25,0.0,1.0,2.0,-1.0,0.25,4.0]";
+        let good = format!(
+            r#"{{"id":"r1","inputs":[{{"name":"input-0","shape":[1,10],"datatype":"FP32","data":{row}}}]}}"#
+        );
+        let cases: Vec<(&str, String, String)> = vec![
+            ("POST", "/v2/models/xgb-binary/infer".into(), good.clone()),
+            ("POST", format!("/v2/models/xgb-binary/versions/{version}/infer"), good.clone()),
+            ("POST", "/v2/models/xgb-binary/versions/999/infer".into(), good.clone()),
+            ("POST", "/v2/models/xgb%2Dbinary/infer".into(), good.clone()),
+            ("POST", "/v2/models/nope/infer".into(), good.clone()),
+            ("POST", "/v2/models//infer".into(), good.clone()),
+            ("POST", "/v2/models/xgb-binary/infer/".into(), good.clone()),
+            ("POST", "/v2/models/xgb-binary/infer".into(), "{not json".into()),
+            ("POST", "/v2/models/xgb-binary/infer".into(), "x".repeat(5000)),
+            ("GET", "/v2/models/xgb-binary/infer".into(), String::new()),
+            ("PUT", "/v2/models/xgb-binary/infer".into(), good.clone()),
+            ("GET", "/v2/models/xgb-binary".into(), String::new()),
+        ];
+        for (method, path, body) in cases {
+            let request = || {
+                Request::builder()
+                    .method(method)
+                    .uri(path.as_str())
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.clone()))
+                    .unwrap()
+            };
+            let by_router = router(state.clone()).oneshot(request()).await.unwrap();
+            let by_service = service(state.clone()).oneshot(request()).await.unwrap();
+            let what = format!("{method} {path}");
+            assert_eq!(by_service.status(), by_router.status(), "{what}");
+            assert_eq!(
+                by_service.headers().get("content-type"),
+                by_router.headers().get("content-type"),
+                "{what}"
+            );
+            let a = by_router.into_body().collect().await.unwrap().to_bytes();
+            let b = by_service.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(a, b, "{what}");
+            assert!(!a.is_empty() || method != "POST", "{what}: an answer with a body");
+        }
+    }
 }
