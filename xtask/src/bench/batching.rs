@@ -20,7 +20,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
-use super::server::{Measurement, ensure_oha, http_post, ms, oha_post, start};
+use super::server::{Measurement, OhaLoad, ensure_oha, http_post, ms, oha_post, start};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -153,7 +153,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         let url = format!("{rest}{path}");
         for &c in &concurrency {
             let c_text = c.to_string();
-            let once = |time: &str| oha_post(sh, &oha, &load_cpu, time, &c_text, &request, &url);
+            let once = |time: &str| {
+                let load = OhaLoad { time, concurrency: &c_text, rate: None };
+                oha_post(sh, &oha, &load_cpu, load, &request, &url)
+            };
             once(&warmup)?;
             let m = once(&duration)?;
             eprintln!(

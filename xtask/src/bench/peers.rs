@@ -34,7 +34,9 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
-use super::server::{Guard, Measurement, ensure_oha, http_post, median, ms, oha_post, start};
+use super::server::{
+    Guard, Measurement, OhaLoad, ensure_oha, http_post, median, ms, oha_post, start,
+};
 use crate::conformance::{
     KSERVE_REQUIREMENTS, KSERVE_SERVER, MLSERVER_REQUIREMENTS, Started, free_port, wait_ready,
 };
@@ -659,7 +661,9 @@ impl Load<'_> {
         let load_cpu = load_cpu.to_string();
         let url = format!("{base}{}", w.path());
         let c = c.to_string();
-        let once = |time: &str| oha_post(sh, oha, &load_cpu, time, &c, body, &url);
+        let once = |time: &str| {
+            oha_post(sh, oha, &load_cpu, OhaLoad { time, concurrency: &c, rate: None }, body, &url)
+        };
         eprintln!("xtask:   REST c={c} {}", body.display());
         once(self.warmup)?;
         let m = once(self.duration)?;

@@ -12,6 +12,7 @@
 //! 4. for each concurrency, protocol and system, drives load from the other core — `oha`
 //!    for REST, `oxserve-grpc-load` for gRPC — after a short unmeasured warm-up, `--repeat`
 //!    times alternating oxserve and the ceiling, and keeps each system's median run;
+//!    with `--rate N`, REST only, at a fixed N req/s (latency below saturation);
 //! 5. prints a Markdown table (and writes it under `.oxserve/bench/`) with each
 //!    system's throughput as a ratio of the ceiling and the targets of the issue beside it.
 //!
@@ -53,6 +54,11 @@ pub struct Args {
     /// then weighs on both systems alike.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Send the REST requests at this fixed total rate (req/s, `oha -q`) instead of as fast
+    /// as the closed loop allows: the latency of both servers below saturation, where the
+    /// closed loop's queueing does not dominate the tail. gRPC is not measured then.
+    #[arg(long)]
+    rate: Option<u32>,
 }
 
 /// The model every request goes to, from `fixtures/models`.
@@ -71,7 +77,8 @@ const REST_P99_TARGET_US: u64 = 3_000;
 const GRPC_RATIO_TARGET: f64 = 0.6;
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
-    let Args { duration, warmup, concurrency, server_cpu, load_cpu, max_batch_size, repeat } = args;
+    let Args { duration, warmup, concurrency, server_cpu, load_cpu, max_batch_size, repeat, rate } =
+        args;
     ensure!(repeat > 0, "--repeat must be at least 1");
     ensure!(!concurrency.is_empty(), "--concurrency needs at least one level");
     let machine_before = super::machine_description();
@@ -144,7 +151,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     let mut results = Vec::new();
     for &c in &concurrency {
         let c_text = c.to_string();
-        for protocol in [Protocol::Rest, Protocol::Grpc] {
+        let protocols: &[Protocol] =
+            if rate.is_some() { &[Protocol::Rest] } else { &[Protocol::Rest, Protocol::Grpc] };
+        for &protocol in protocols {
             let mut runs: [Vec<Measurement>; 2] = [Vec::new(), Vec::new()];
             for round in 1..=repeat {
                 for (i, (system, rest, grpc)) in systems.into_iter().enumerate() {
@@ -156,7 +165,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
                         match protocol {
                             Protocol::Rest => {
                                 let url = format!("{rest}/v2/models/{MODEL}/infer");
-                                oha_post(sh, &oha, &load_cpu, time, &c_text, &request_file, &url)
+                                let load = OhaLoad { time, concurrency: &c_text, rate };
+                                oha_post(sh, &oha, &load_cpu, load, &request_file, &url)
                             }
                             Protocol::Grpc => {
                                 let out = cmd!(
@@ -179,7 +189,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
                 }
             }
             for ((system, _, _), runs) in systems.into_iter().zip(runs) {
-                results.push(Row { system, protocol, concurrency: c, m: median(runs) });
+                let m = if rate.is_some() { median_by_p99(runs) } else { median(runs) };
+                results.push(Row { system, protocol, concurrency: c, m });
             }
         }
     }
@@ -188,7 +199,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
 
     let commit = cmd!(sh, "git rev-parse --short HEAD").read().unwrap_or_default();
     let mut report = format!(
-        "Command: `cargo xtask bench server --duration {duration} --concurrency {} --repeat {repeat}{}`  \n\
+        "Command: `cargo xtask bench server --duration {duration} --concurrency {} --repeat {repeat}{}{}`  \n\
          Machine: {machine_before} (at start; {} at the end)  \n\
          Pinning: servers on core {server_cpu} (`--threads 1`), load generators on core {load_cpu}; \
          {warmup} warm-up before each run; each row is the median of {repeat} runs alternating \
@@ -196,13 +207,21 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
          Commit: {commit}; request: 1 iris row, FP32 [1,4] (JSON over REST, typed fp32_contents over gRPC)\n\n",
         concurrency.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
         max_batch_size.map_or(String::new(), |n| format!(" --max-batch-size {n}")),
+        rate.map_or(String::new(), |r| format!(" --rate {r}")),
         super::load_average(),
     );
+    if let Some(r) = rate {
+        report.push_str(&format!(
+            "REST requests sent at a fixed {r} req/s: throughput is the rate, compare \
+             latencies; each row is the run with the median p99.\n\n"
+        ));
+    }
     report.push_str(&table(&results));
     println!("\n{report}");
-    let out = match max_batch_size {
-        None => dir.join("server.md"),
-        Some(n) => dir.join(format!("server-max-batch-{n}.md")),
+    let out = match (max_batch_size, rate) {
+        (_, Some(r)) => dir.join(format!("server-rate-{r}.md")),
+        (None, None) => dir.join("server.md"),
+        (Some(n), None) => dir.join(format!("server-max-batch-{n}.md")),
     };
     std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
     println!("written to {}", out.display());
@@ -224,20 +243,32 @@ impl Protocol {
     }
 }
 
-/// One closed-loop HTTP/1.1 run of `oha` from core `load_cpu`: POSTs the JSON in
-/// `body_file` to `url` for `time` at `concurrency`, and reads its JSON report.
+/// How long and how hard one `oha` run loads a server.
+#[derive(Clone, Copy)]
+pub(super) struct OhaLoad<'a> {
+    /// Duration, e.g. `5s`.
+    pub(super) time: &'a str,
+    /// Connections, each with one request in flight.
+    pub(super) concurrency: &'a str,
+    /// A fixed total rate in req/s; `None`: as fast as the answers come (closed loop).
+    pub(super) rate: Option<u32>,
+}
+
+/// One HTTP/1.1 run of `oha` from core `load_cpu`: POSTs the JSON in `body_file` to `url`
+/// as `load` says, and reads its JSON report.
 pub(super) fn oha_post(
     sh: &Shell,
     oha: &Path,
     load_cpu: &str,
-    time: &str,
-    concurrency: &str,
+    load: OhaLoad<'_>,
     body_file: &Path,
     url: &str,
 ) -> Result<Measurement> {
+    let OhaLoad { time, concurrency, rate } = load;
+    let rate: Vec<String> = rate.map(|r| vec!["-q".to_owned(), r.to_string()]).unwrap_or_default();
     let out = cmd!(
         sh,
-        "taskset -c {load_cpu} {oha} --no-tui --output-format json -z {time} -c {concurrency} -w -m POST -T application/json -D {body_file} {url}"
+        "taskset -c {load_cpu} {oha} --no-tui --output-format json -z {time} -c {concurrency} {rate...} -w -m POST -T application/json -D {body_file} {url}"
     )
     .read()
     .context("running oha")?;
@@ -310,6 +341,14 @@ struct Row {
 pub(super) fn median(mut runs: Vec<Measurement>) -> Measurement {
     let errors = runs.iter().map(|m| m.errors).sum();
     runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+    Measurement { errors, ..runs.swap_remove(runs.len() / 2) }
+}
+
+/// The run with the median p99, with the errors of all runs: at a fixed rate every run has
+/// the same throughput, and the tail is what differs.
+fn median_by_p99(mut runs: Vec<Measurement>) -> Measurement {
+    let errors = runs.iter().map(|m| m.errors).sum();
+    runs.sort_by_key(|m| m.p99_us);
     Measurement { errors, ..runs.swap_remove(runs.len() / 2) }
 }
 
@@ -478,6 +517,13 @@ mod tests {
         let m = |rps, errors| Measurement { rps, p50_us: rps as u64, p99_us: 0, errors };
         let got = median(vec![m(30.0, 1), m(10.0, 0), m(20.0, 2)]);
         assert_eq!(got, Measurement { rps: 20.0, p50_us: 20, p99_us: 0, errors: 3 });
+    }
+
+    #[test]
+    fn median_tail_run_keeps_all_errors() {
+        let m = |p99_us, errors| Measurement { rps: 100.0, p50_us: 1, p99_us, errors };
+        let got = median_by_p99(vec![m(900, 1), m(3000, 0), m(1200, 2)]);
+        assert_eq!(got, Measurement { rps: 100.0, p50_us: 1, p99_us: 1200, errors: 3 });
     }
 
     #[test]
