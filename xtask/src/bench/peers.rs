@@ -9,19 +9,20 @@
 //!    `fixtures/models/iris-lr` that oxserve serves, and an XGBClassifier on 20 features
 //!    saved both pickled (for the peers) and as XGBoost JSON (for oxserve); for each it
 //!    writes the 1-row and 100-row requests and the labels they must get;
-//! 2. serves both models with oxserve (`--threads 1`) and, side by side with it, the bare
-//!    axum/tonic ceiling (`oxserve-bare`, one server per answer of oxserve, replaying its
-//!    bytes); then, one after another, MLServer 1.7 in its fastest documented configuration
-//!    (`parallel_workers: 0`, `debug: false`, i.e. inference in the server process and no
-//!    access log) and in its default one, and KServe's Python model server (latency and
-//!    access logging off);
+//! 2. starts, one after another, and then keeps running side by side (all pinned to the
+//!    server core, idle unless measured): oxserve (`--threads 1`), the bare axum/tonic
+//!    ceiling (`oxserve-bare`, one server per answer of oxserve, replaying its bytes),
+//!    MLServer 1.7 in its fastest documented configuration (`parallel_workers: 0`,
+//!    `debug: false`, i.e. inference in the server process and no access log) and in its
+//!    default one, and KServe's Python model server (latency and access logging off), each
+//!    serving both models;
 //! 3. checks each system's answers to both requests (HTTP 200 and the expected labels), then
 //!    measures V2 REST with `oha` (non-2xx answers and connection errors counted as errors)
 //!    at each concurrency with 1 row and at one concurrency with 100 rows, and V2 gRPC with
-//!    `oxserve-grpc-load` (status and output count of every answer checked); oxserve and the
-//!    ceiling `--repeat` times each, alternating the two, keeping each one's median run (by
+//!    `oxserve-grpc-load` (status and output count of every answer checked): every point in
+//!    `--repeat` rounds over all the systems, keeping each system's median run (by
 //!    throughput, with the errors of all runs), so that other work on a shared machine weighs
-//!    on both alike; the peers once each;
+//!    on every system alike and the ratios between them hold still;
 //! 4. writes the tables to `.oxserve/bench/peers.md`, between the `bench peers` markers of
 //!    `docs/benchmarks.md`, and renders the latency-vs-throughput chart with `oxserve-chart`.
 //!
@@ -55,9 +56,9 @@ pub struct Args {
     /// Concurrency of the 100-row REST run.
     #[arg(long, default_value_t = 8)]
     batch_concurrency: u32,
-    /// Measure each (model, protocol, request size, concurrency) of oxserve and the ceiling
-    /// this many times, alternating the two, and report each one's median run: on a shared
-    /// machine, other work then weighs on both alike. The peers are measured once.
+    /// Measure each (model, protocol, request size, concurrency) this many times, in rounds
+    /// over all the systems, and report each system's median run: on a shared machine, other
+    /// work then weighs on every system alike.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
     /// Core the servers are pinned to.
@@ -248,14 +249,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         batch_concurrency,
     };
 
-    let mut rows = bench.oxserve_and_ceiling(&lib, repeat)?;
-    rows.extend(bench.peer(System::MlserverFast, || {
-        start_mlserver(&cpu, &mlserver_python, &dir, &data, true)
-    })?);
-    rows.extend(bench.peer(System::MlserverDefault, || {
-        start_mlserver(&cpu, &mlserver_python, &dir, &data, false)
-    })?);
-    rows.extend(bench.peer(System::Kserve, || start_kserve(&cpu, &kserve_python, &dir, &data))?);
+    let rows = bench.measure(&lib, &mlserver_python, &kserve_python, repeat)?;
 
     let commit = cmd!(sh, "git rev-parse --short HEAD").read().unwrap_or_default();
     let levels = concurrency.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
@@ -263,10 +257,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         "Command: `cargo xtask bench peers --duration {duration} --warmup {warmup} \
          --concurrency {levels} --batch-concurrency {batch_concurrency} --repeat {repeat}`  \n\
          Machine: {machine_before} (at start; {} at the end)  \n\
-         Pinning: every server on core {server_cpu}; oxserve and the ceiling running side by \
-         side, each of their rows the median of {repeat} runs alternating the two (errors: all \
-         runs); then the peers one after another, each measured once; load generators on core \
-         {load_cpu}; {warmup} warm-up before each {duration} run  \n\
+         Pinning: every server on core {server_cpu}, all running side by side; each row the \
+         median of {repeat} runs, measured in rounds over all the systems (errors: all runs); \
+         load generators on core {load_cpu}; {warmup} warm-up before each {duration} run  \n\
          Commit: {commit}; models: `iris-lr`, the iris LogisticRegression (ONNX in oxserve, \
          joblib in the peers, same training call and seed) and `xgb-20`, an XGBClassifier \
          with 100 trees on 20 features (XGBoost JSON in oxserve, the pickled classifier in \
@@ -303,47 +296,56 @@ struct Bench<'a> {
 }
 
 impl Bench<'_> {
-    /// oxserve and the ceilings, running side by side: every point measured `repeat` times
-    /// alternating the two. Returns oxserve's median rows, then the ceiling's.
-    fn oxserve_and_ceiling(&self, lib: &Path, repeat: usize) -> Result<Vec<Row>> {
+    /// Every system, started one after another and then running side by side (all pinned
+    /// to the server core, idle unless measured): each point is measured in `repeat` rounds
+    /// over all of them, so that whatever else the machine does weighs on every system alike.
+    /// Rows come out by system, then workload and point.
+    fn measure(
+        &self,
+        lib: &Path,
+        mlserver_python: &Path,
+        kserve_python: &Path,
+        repeat: usize,
+    ) -> Result<Vec<Row>> {
         eprintln!("xtask: starting oxserve");
-        let (oxserve, ox) = self.start_oxserve(lib)?;
+        let (_oxserve, ox) = self.start_oxserve(lib)?;
         self.check_answers(System::Oxserve, &ox)?;
         let answers = self.capture_answers(&ox)?;
         eprintln!("xtask: starting the bare ceilings");
-        let (ceilings, bare) = self.start_ceilings(&answers)?;
+        let (_ceilings, bare) = self.start_ceilings(&answers)?;
         self.check_answers(System::Bare, &bare)?;
-        let (mut rows, mut bare_rows) = (Vec::new(), Vec::new());
-        for w in &self.workloads {
-            for p in self.points(w) {
-                let pair = [(System::Oxserve, &ox), (System::Bare, &bare)];
-                let [ox_m, bare_m] = alternating_medians(pair, repeat, |(system, at), round| {
-                    eprintln!("xtask: {} {} ({round}/{repeat})", system.name(), w.model);
-                    self.load.point(at, w, p)
-                })?;
-                rows.push(Row::new(w, System::Oxserve, p, ox_m));
-                bare_rows.push(Row::new(w, System::Bare, p, bare_m));
-            }
+        let mut peers = Vec::new();
+        for system in [System::MlserverFast, System::MlserverDefault, System::Kserve] {
+            eprintln!("xtask: starting {}", system.name());
+            let (cpu, dir, data) = (self.cpu, self.dir, self.data);
+            let started = match system {
+                System::MlserverFast => start_mlserver(cpu, mlserver_python, dir, data, true)?,
+                System::MlserverDefault => start_mlserver(cpu, mlserver_python, dir, data, false)?,
+                _ => start_kserve(cpu, kserve_python, dir, data)?,
+            };
+            let grpc =
+                started.grpc.clone().with_context(|| format!("{}: no gRPC", system.name()))?;
+            let at = Endpoints::one_server(&started.rest, grpc);
+            self.check_answers(system, &at)?;
+            // The started peer is kept (and stopped by PID when dropped) with its endpoints.
+            peers.push((system, at, started));
         }
-        drop(ceilings);
-        drop(oxserve);
-        rows.append(&mut bare_rows);
-        Ok(rows)
-    }
-
-    /// A peer, started alone with `start`: every point measured once, then the peer stopped.
-    fn peer(&self, system: System, start: impl FnOnce() -> Result<Started>) -> Result<Vec<Row>> {
-        eprintln!("xtask: starting {}", system.name());
-        let started = start()?;
-        let grpc = started.grpc.clone().with_context(|| format!("{}: no gRPC", system.name()))?;
-        let at = Endpoints::one_server(&started.rest, grpc);
-        self.check_answers(system, &at)?;
+        let mut systems = vec![(System::Oxserve, &ox), (System::Bare, &bare)];
+        systems.extend(peers.iter().map(|(system, at, _)| (*system, at)));
         let mut rows = Vec::new();
         for w in &self.workloads {
             for p in self.points(w) {
-                rows.push(Row::new(w, system, p, self.load.point(&at, w, p)?));
+                let medians = rounds(&systems, repeat, |(system, at), round| {
+                    eprintln!("xtask: {} {} ({round}/{repeat})", system.name(), w.model);
+                    self.load.point(at, w, p)
+                })?;
+                for ((system, _), m) in systems.iter().zip(medians) {
+                    rows.push(Row::new(w, *system, p, m));
+                }
             }
         }
+        // Stable: within a system, workloads and points keep their order.
+        rows.sort_by_key(|r| System::ALL.iter().position(|s| *s == r.system));
         Ok(rows)
     }
 
@@ -448,20 +450,20 @@ fn points(grpc: bool, concurrency: &[u32], batch_concurrency: u32) -> Vec<Point>
     points
 }
 
-/// Measures both systems of `pair` `repeat` times, alternating (first, second, first, …), and
-/// returns each one's median run, with the errors of all its runs.
-fn alternating_medians<S: Copy>(
-    pair: [S; 2],
+/// Measures every system `repeat` times in rounds (first, second, …, first, second, …) and
+/// returns each one's median run, with the errors of all its runs, in the order given.
+fn rounds<S: Copy>(
+    systems: &[S],
     repeat: usize,
     mut measure: impl FnMut(S, usize) -> Result<Measurement>,
-) -> Result<[Measurement; 2]> {
-    let mut runs: [Vec<Measurement>; 2] = Default::default();
+) -> Result<Vec<Measurement>> {
+    let mut runs: Vec<Vec<Measurement>> = systems.iter().map(|_| Vec::new()).collect();
     for round in 1..=repeat {
-        for (system, runs) in pair.into_iter().zip(&mut runs) {
+        for (&system, runs) in systems.iter().zip(&mut runs) {
             runs.push(measure(system, round)?);
         }
     }
-    Ok(runs.map(median))
+    Ok(runs.into_iter().map(median).collect())
 }
 
 /// Where a started system answers: a REST base URL per (model, rows per request), since the
@@ -918,16 +920,30 @@ mod tests {
     }
 
     #[test]
-    fn alternates_and_keeps_medians() {
+    fn measures_in_rounds_and_keeps_medians() {
         let mut order = Vec::new();
-        let mut rps = [10.0, 200.0, 30.0, 100.0, 20.0, 300.0].into_iter();
-        let medians = alternating_medians(["ox", "bare"], 3, |system, round| {
+        let mut rps = [10.0, 200.0, 1.0, 30.0, 100.0, 3.0, 20.0, 300.0, 2.0].into_iter();
+        let medians = rounds(&["ox", "bare", "peer"], 3, |system, round| {
             order.push((system, round));
             Ok(Measurement { rps: rps.next().unwrap(), p50_us: 0, p99_us: 0, errors: 1 })
         })
         .unwrap();
-        assert_eq!(order, [("ox", 1), ("bare", 1), ("ox", 2), ("bare", 2), ("ox", 3), ("bare", 3)]);
-        assert_eq!(medians.map(|m| (m.rps, m.errors)), [(20.0, 3), (200.0, 3)]);
+        assert_eq!(
+            order,
+            [
+                ("ox", 1),
+                ("bare", 1),
+                ("peer", 1),
+                ("ox", 2),
+                ("bare", 2),
+                ("peer", 2),
+                ("ox", 3),
+                ("bare", 3),
+                ("peer", 3)
+            ]
+        );
+        let got: Vec<(f64, u64)> = medians.iter().map(|m| (m.rps, m.errors)).collect();
+        assert_eq!(got, [(20.0, 3), (200.0, 3), (2.0, 3)]);
     }
 
     #[test]
