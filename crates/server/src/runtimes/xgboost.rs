@@ -432,58 +432,51 @@ mod tests {
         assert!(err.to_string().contains("cannot read"), "{err}");
     }
 
-    fn edited(f: impl FnOnce(&mut Value)) -> Result<XgboostModel> {
+    /// The xgb-binary fixture with the value at JSON `pointer` replaced, loaded.
+    fn edited(pointer: &str, value: Value) -> Result<XgboostModel> {
         let text = std::fs::read_to_string(fixture("models/xgb-binary/model.json")).unwrap();
         let mut doc: Value = serde_json::from_str(&text).unwrap();
-        f(&mut doc);
+        *doc.pointer_mut(pointer).unwrap_or_else(|| panic!("no {pointer} in the fixture")) = value;
         XgboostModel::from_slice("m", doc.to_string().as_bytes(), false)
     }
 
     #[test]
     fn unsupported_models_are_rejected_with_a_reason() {
-        let err =
-            edited(|d| d["learner"]["objective"]["name"] = "rank:pairwise".into()).unwrap_err();
-        assert!(err.to_string().contains("unsupported objective \"rank:pairwise\""), "{err}");
-        let err =
-            edited(|d| d["learner"]["gradient_booster"]["name"] = "gblinear".into()).unwrap_err();
-        assert!(err.to_string().contains("gblinear"), "{err}");
-        let err = edited(|d| {
-            d["learner"]["gradient_booster"]["model"]["trees"][0]["split_type"][0] = 1.into()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("tree 0: categorical splits are not supported"), "{err}");
-        let err = edited(|d| {
-            d["learner"]["gradient_booster"]["model"]["trees"][2]["left_children"][0] = 0.into()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("tree 2: node 0 is reached twice"), "{err}");
-        let err = edited(|d| {
-            d["learner"]["gradient_booster"]["model"]["trees"][1]["split_indices"][0] = 10.into()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("feature 10"), "{err}");
-        // Evaluation indexes its tables unchecked: features and children must exist.
-        let err = edited(|d| {
-            d["learner"]["gradient_booster"]["model"]["trees"][1]["split_indices"][0] = (-1).into()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("invalid feature -1"), "{err}");
-        let err = edited(|d| {
-            d["learner"]["gradient_booster"]["model"]["trees"][3]["right_children"][0] = 9999.into()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("tree 3: node 0 has invalid child 9999"), "{err}");
-        let err = edited(|d| {
-            d["learner"]["gradient_booster"]["model"]["trees"][3]["right_children"][0] = (-2).into()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("tree 3: node 0 has invalid child -2"), "{err}");
-        let err = edited(|d| d["learner"]["learner_model_param"]["base_score"] = "[2E0]".into())
-            .unwrap_err();
-        assert!(err.to_string().contains("base_score 2"), "{err}");
-        let err = edited(|d| d["learner"]["learner_model_param"]["base_score"] = "abc".into())
-            .unwrap_err();
-        assert!(err.to_string().contains("base_score"), "{err}");
+        let trees = "/learner/gradient_booster/model/trees";
+        let base_score = "/learner/learner_model_param/base_score";
+        let cases: [(String, Value, &str); 10] = [
+            (
+                "/learner/objective/name".into(),
+                "rank:pairwise".into(),
+                "unsupported objective \"rank:pairwise\"",
+            ),
+            ("/learner/gradient_booster/name".into(), "gblinear".into(), "gblinear"),
+            (
+                format!("{trees}/0/split_type/0"),
+                1.into(),
+                "tree 0: categorical splits are not supported",
+            ),
+            (format!("{trees}/2/left_children/0"), 0.into(), "tree 2: node 0 is reached twice"),
+            (format!("{trees}/1/split_indices/0"), 10.into(), "feature 10"),
+            // Evaluation indexes its tables unchecked: features and children must exist.
+            (format!("{trees}/1/split_indices/0"), (-1).into(), "invalid feature -1"),
+            (
+                format!("{trees}/3/right_children/0"),
+                9999.into(),
+                "tree 3: node 0 has invalid child 9999",
+            ),
+            (
+                format!("{trees}/3/right_children/0"),
+                (-2).into(),
+                "tree 3: node 0 has invalid child -2",
+            ),
+            (base_score.into(), "[2E0]".into(), "base_score 2"),
+            (base_score.into(), "abc".into(), "base_score"),
+        ];
+        for (pointer, value, expected) in cases {
+            let err = edited(&pointer, value).unwrap_err();
+            assert!(err.to_string().contains(expected), "{pointer}: {err}");
+        }
     }
 
     /// A one-tree regression model: node 0 splits feature 1 at 0.5 (NaN right) into node 2
