@@ -321,7 +321,8 @@ impl Bench<'_> {
             let started = match system {
                 System::MlserverFast => start_mlserver(cpu, mlserver_python, dir, data, true)?,
                 System::MlserverDefault => start_mlserver(cpu, mlserver_python, dir, data, false)?,
-                _ => start_kserve(cpu, kserve_python, dir, data)?,
+                System::Kserve => start_kserve(cpu, kserve_python, dir, data)?,
+                System::Oxserve | System::Bare => bail!("{} is not a peer", system.name()),
             };
             let grpc =
                 started.grpc.clone().with_context(|| format!("{}: no gRPC", system.name()))?;

@@ -338,17 +338,23 @@ struct Row {
 }
 
 /// The run with the median throughput, with the errors of all runs.
-pub(super) fn median(mut runs: Vec<Measurement>) -> Measurement {
-    let errors = runs.iter().map(|m| m.errors).sum();
-    runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-    Measurement { errors, ..runs.swap_remove(runs.len() / 2) }
+pub(super) fn median(runs: Vec<Measurement>) -> Measurement {
+    median_by(runs, |a, b| a.rps.total_cmp(&b.rps))
 }
 
 /// The run with the median p99, with the errors of all runs: at a fixed rate every run has
 /// the same throughput, and the tail is what differs.
-fn median_by_p99(mut runs: Vec<Measurement>) -> Measurement {
+fn median_by_p99(runs: Vec<Measurement>) -> Measurement {
+    median_by(runs, |a, b| a.p99_us.cmp(&b.p99_us))
+}
+
+/// The middle run in `order`, with the errors of all runs.
+fn median_by(
+    mut runs: Vec<Measurement>,
+    order: impl FnMut(&Measurement, &Measurement) -> std::cmp::Ordering,
+) -> Measurement {
     let errors = runs.iter().map(|m| m.errors).sum();
-    runs.sort_by_key(|m| m.p99_us);
+    runs.sort_by(order);
     Measurement { errors, ..runs.swap_remove(runs.len() / 2) }
 }
 
