@@ -1,0 +1,3 @@
+//! oxserve-api: the control plane's resource types — `InferenceService` (v1beta1),
+//! `TrainedModel` (v1alpha1), `ServingRuntime` / `ClusterServingRuntime` (v1alpha1) — with
+//! parsing, defaulting and validation as pure functions. No I/O.

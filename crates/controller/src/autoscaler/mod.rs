@@ -1,0 +1,1 @@
+//! Knative KPA autoscaler as a pure state machine.

@@ -1,0 +1,1 @@
+//! Revisions: immutable snapshots of one component spec and their life cycle.

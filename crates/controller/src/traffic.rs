@@ -1,0 +1,1 @@
+//! Traffic plans and the status derived from (spec, revisions).

@@ -1,0 +1,1 @@
+//! oxserve-router: the data-plane gateway and activator.
