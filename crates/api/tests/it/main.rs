@@ -1,0 +1,1 @@
+//! Integration tests of oxserve-api: sample manifests, snapshots, error messages.
