@@ -1,1 +1,0 @@
-//! Revisions: immutable snapshots of one component spec and their life cycle.
