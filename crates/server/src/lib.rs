@@ -4,6 +4,7 @@
 pub mod batcher;
 pub mod core;
 pub mod error;
+pub mod explain;
 pub mod extensions;
 pub mod grpc;
 pub mod metrics;

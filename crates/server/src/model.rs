@@ -53,4 +53,10 @@ pub trait Model: Send + Sync + 'static {
     fn memory_bytes(&self) -> u64 {
         0
     }
+
+    /// The model's own exact explainer, if it has one (the tree runtimes' TreeSHAP). Models
+    /// without one are explained by KernelSHAP when `model-settings.json` configures it.
+    fn exact_explainer(&self) -> Option<&dyn crate::explain::ExactExplainer> {
+        None
+    }
 }

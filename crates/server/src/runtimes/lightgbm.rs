@@ -15,6 +15,7 @@ use std::path::Path;
 use oxserve_protocol::{InferRequest, ModelMetadata, Tensor};
 
 use crate::error::{Error, Result};
+use crate::explain::{Attributions, ExactExplainer, treeshap};
 use crate::model::Model;
 use crate::runtimes::tree::{self, Child, Forest, Node, Split, Task, Tree};
 
@@ -50,6 +51,9 @@ pub struct LightgbmModel {
     task: Task,
     /// `1 / iterations` for random-forest models (`average_output`), else 1.
     scale: f64,
+    /// Per output group, the trees' expected value (TreeSHAP); `None` when the file has no
+    /// node counts (`internal_count`, `leaf_count`).
+    tree_expected: Option<Vec<f64>>,
 }
 
 impl LightgbmModel {
@@ -154,6 +158,7 @@ impl LightgbmModel {
             1.0
         };
 
+        let tree_expected = forest.shap_view().map(|v| treeshap::expected_values(&v));
         Ok(LightgbmModel {
             metadata: tree::metadata(name, "lightgbm", num_features, task),
             forest,
@@ -161,6 +166,7 @@ impl LightgbmModel {
             transform,
             task,
             scale,
+            tree_expected,
         })
     }
 
@@ -213,6 +219,31 @@ impl Model for LightgbmModel {
 
     fn memory_bytes(&self) -> u64 {
         (std::mem::size_of::<Self>() + self.forest.memory_bytes()) as u64
+    }
+
+    fn exact_explainer(&self) -> Option<&dyn ExactExplainer> {
+        Some(self)
+    }
+}
+
+impl ExactExplainer for LightgbmModel {
+    /// TreeSHAP of the raw score, as LightGBM's `predict(pred_contrib=True)` (weighted by
+    /// the nodes' data counts): its last column per class is the expected value.
+    fn explain(&self, request: &InferRequest) -> Result<Attributions> {
+        let rows = tree::input_rows(request, self.num_features())?;
+        let (Some(view), Some(expected)) = (self.forest.shap_view(), &self.tree_expected) else {
+            return Err(Error::invalid(format!(
+                "model \"{}\" cannot be explained: its trees have no internal_count/leaf_count",
+                self.metadata.name
+            )));
+        };
+        let base = vec![0.0; self.groups];
+        let mut raw = self
+            .forest
+            .predict(rows, &base)
+            .map_err(|e| Error::invalid(format!("model \"{}\": {e}", self.metadata.name)))?;
+        raw.iter_mut().for_each(|v| *v *= self.scale);
+        Ok(treeshap::attributions(&view, rows, &base, expected, self.scale, raw))
     }
 }
 
@@ -283,10 +314,21 @@ fn parse_tree(fields: &HashMap<&str, &str>) -> Result<Tree, String> {
     if leaves.len() != num_leaves {
         return Err(format!("leaf_value has {} values for {num_leaves} leaves", leaves.len()));
     }
+    // Covers, for explanations only (LightGBM's own SHAP weighs by counts): a model
+    // without them still predicts.
+    let counts = |key: &str, len: usize| -> Vec<f64> {
+        fields
+            .get(key)
+            .and_then(|text| numbers::<f64>(text, key).ok())
+            .filter(|v| v.len() == len)
+            .unwrap_or_default()
+    };
+    let leaf_cover = counts("leaf_count", num_leaves);
     if num_leaves == 1 {
-        return Ok(Tree { nodes: Vec::new(), leaves });
+        return Ok(Tree { nodes: Vec::new(), leaves, node_cover: Vec::new(), leaf_cover });
     }
     let n = num_leaves - 1;
+    let node_cover = counts("internal_count", n);
     let feature = numbers::<i64>(get("split_feature")?, "split_feature")?;
     let threshold = numbers::<f64>(get("threshold")?, "threshold")?;
     let decision = numbers::<i64>(get("decision_type")?, "decision_type")?;
@@ -365,7 +407,7 @@ fn parse_tree(fields: &HashMap<&str, &str>) -> Result<Tree, String> {
             right: child(right[i])?,
         });
     }
-    Ok(Tree { nodes, leaves })
+    Ok(Tree { nodes, leaves, node_cover, leaf_cover })
 }
 
 /// Space-separated numbers of a tree field.

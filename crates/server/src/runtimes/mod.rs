@@ -2,7 +2,7 @@
 
 pub mod lightgbm;
 pub mod onnx;
-mod tree;
+pub(crate) mod tree;
 mod ubjson;
 pub mod xgboost;
 

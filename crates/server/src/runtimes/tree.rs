@@ -74,6 +74,11 @@ pub(crate) struct Node {
 pub(crate) struct Tree {
     pub nodes: Vec<Node>,
     pub leaves: Vec<f64>,
+    /// The training cover of each node (XGBoost's `sum_hessian`, LightGBM's
+    /// `internal_count`), which TreeSHAP weighs paths by; empty when the file has none.
+    pub node_cover: Vec<f64>,
+    /// The cover of each leaf (`sum_hessian`, `leaf_count`); empty when the file has none.
+    pub leaf_cover: Vec<f64>,
 }
 
 impl Tree {
@@ -155,6 +160,14 @@ pub(crate) struct Forest<S> {
     cat_bits: Vec<u32>,
     leaf_value: Vec<S>,
     trees: Vec<TreeInfo>,
+    /// Side tables read only by explanations (TreeSHAP), never by [`Forest::predict`]: the
+    /// cover of every node and leaf (one entry each, as `feature` and `leaf_value`, while
+    /// `has_cover`), and each tree's depth (the longest root-to-leaf path).
+    node_cover: Vec<f64>,
+    leaf_cover: Vec<f64>,
+    depth: Vec<u32>,
+    /// Whether every tree pushed so far came with its covers.
+    has_cover: bool,
 }
 
 impl<S: Score> Forest<S> {
@@ -182,6 +195,10 @@ impl<S: Score> Forest<S> {
             cat_bits: Vec::new(),
             leaf_value: Vec::new(),
             trees: Vec::new(),
+            node_cover: Vec::new(),
+            leaf_cover: Vec::new(),
+            depth: Vec::new(),
+            has_cover: true,
         })
     }
 
@@ -202,6 +219,8 @@ impl<S: Score> Forest<S> {
             + self.cat_bits.len() * 4
             + self.leaf_value.len() * std::mem::size_of::<S>()
             + self.trees.len() * std::mem::size_of::<TreeInfo>()
+            + (self.node_cover.len() + self.leaf_cover.len()) * 8
+            + self.depth.len() * 4
     }
 
     /// Validates `tree` and appends it, adding to output `group`. `what` names the tree in
@@ -234,12 +253,23 @@ impl<S: Score> Forest<S> {
                 Child::Leaf(j) => Err(format!("{what}: node {from} points at missing leaf {j}")),
             }
         };
+        // A lone leaf needs no cover: its expected value is its value.
+        let lone_leaf = tree.nodes.is_empty() && tree.leaves.len() == 1;
+        let covered = lone_leaf
+            || (tree.node_cover.len() == tree.nodes.len()
+                && tree.leaf_cover.len() == tree.leaves.len()
+                && tree
+                    .node_cover
+                    .iter()
+                    .chain(&tree.leaf_cover)
+                    .all(|c| c.is_finite() && *c >= 0.0));
         // Check everything before touching the tables, so a failed push leaves them intact.
         let mut links = Vec::with_capacity(tree.nodes.len());
         // Depths of nodes (parents come first, so a node's is final when it is reached) and
         // the shallowest leaf.
         let mut depth = vec![0u32; tree.nodes.len()];
         let mut min_depth = if tree.nodes.is_empty() { 0 } else { u32::MAX };
+        let mut max_depth = 0;
         for (i, node) in tree.nodes.iter().enumerate() {
             // (I3): `2 × feature + 1 < 2 × num_features`.
             if node.feature >= self.num_features {
@@ -254,6 +284,7 @@ impl<S: Score> Forest<S> {
                     depth[child as usize - node_base] = depth[i] + 1;
                 } else {
                     min_depth = min_depth.min(depth[i] + 1);
+                    max_depth = max_depth.max(depth[i] + 1);
                 }
             }
             links.push((left, right));
@@ -311,7 +342,23 @@ impl<S: Score> Forest<S> {
         }
         self.leaf_value.extend(tree.leaves.iter().map(|&v| S::from_f64(v)));
         self.trees.push(TreeInfo { root, min_depth, group: group as u32, plain });
+        self.has_cover &= covered;
+        if self.has_cover && lone_leaf {
+            self.leaf_cover.push(tree.leaf_cover.first().copied().unwrap_or(1.0));
+        } else if self.has_cover {
+            self.node_cover.extend_from_slice(&tree.node_cover);
+            self.leaf_cover.extend_from_slice(&tree.leaf_cover);
+        } else {
+            self.node_cover = Vec::new();
+            self.leaf_cover = Vec::new();
+        }
+        self.depth.push(max_depth);
         Ok(())
+    }
+
+    /// The view of the forest that explanations walk, when every tree has its covers.
+    pub(crate) fn shap_view(&self) -> Option<ShapView<'_, S>> {
+        self.has_cover.then_some(ShapView { forest: self })
     }
 
     /// Sums of leaf values per row and group, starting from `base` (one value per group), for
@@ -494,6 +541,85 @@ impl<S: Score> Forest<S> {
         }
         (self.cat_bits[(start + word) as usize] >> (category % 32)) & 1 == 1
     }
+}
+
+/// What TreeSHAP reads of a [`Forest`] whose trees all have covers: links, decisions, leaf
+/// values and covers. Links are those of the node tables: `>= 0` an internal node, `< 0`
+/// the leaf `!link`.
+#[derive(Clone, Copy)]
+pub(crate) struct ShapView<'a, S> {
+    forest: &'a Forest<S>,
+}
+
+impl<'a, S: Score + Into<f64>> ShapView<'a, S> {
+    /// Number of features of a row.
+    pub(crate) fn num_features(&self) -> usize {
+        self.forest.num_features
+    }
+
+    /// Number of output groups.
+    pub(crate) fn num_groups(&self) -> usize {
+        self.forest.num_groups
+    }
+
+    /// Number of trees.
+    pub(crate) fn num_trees(&self) -> usize {
+        self.forest.trees.len()
+    }
+
+    /// Tree `t`'s root link, output group and depth.
+    pub(crate) fn tree(&self, t: usize) -> (i32, usize, usize) {
+        let info = &self.forest.trees[t];
+        (info.root, info.group as usize, self.forest.depth[t] as usize)
+    }
+
+    /// The deepest tree's depth.
+    pub(crate) fn max_depth(&self) -> usize {
+        self.forest.depth.iter().copied().max().unwrap_or(0) as usize
+    }
+
+    /// The feature node `i` splits on.
+    pub(crate) fn feature(&self, i: usize) -> usize {
+        self.forest.feature[i] as usize / 2
+    }
+
+    /// The children of node `i` as `(hot, cold)`: the one the row goes to and the other.
+    /// `signed` is the row in signed form (see [`signed_row`]), so the decision is the very
+    /// one prediction takes.
+    pub(crate) fn hot_cold(&self, i: usize, signed: &[f32]) -> (i32, i32) {
+        assert!(i < self.forest.feature.len() && signed.len() == 2 * self.forest.num_features);
+        // SAFETY: `i` is a node (asserted), and every signed feature index is below
+        // `2 × num_features` (I3), the length of `signed` (asserted).
+        let hot = unsafe { self.forest.step::<false>(i, |s| *signed.get_unchecked(s)) };
+        let [a, b] = self.forest.children[i];
+        (hot, if hot == a { b } else { a })
+    }
+
+    /// Both children of node `i`, in no particular order.
+    pub(crate) fn children(&self, i: usize) -> (i32, i32) {
+        let [a, b] = self.forest.children[i];
+        (a, b)
+    }
+
+    /// The cover of the node or leaf `link`.
+    pub(crate) fn cover(&self, link: i32) -> f64 {
+        if link >= 0 {
+            self.forest.node_cover[link as usize]
+        } else {
+            self.forest.leaf_cover[!link as usize]
+        }
+    }
+
+    /// The value of leaf `link` (`< 0`).
+    pub(crate) fn leaf_value(&self, link: i32) -> f64 {
+        self.forest.leaf_value[!link as usize].into()
+    }
+}
+
+/// `row` in the signed form the node tables read (each value, then its negation).
+pub(crate) fn signed_row(row: &[f32], signed: &mut Vec<f32>) {
+    signed.clear();
+    signed.extend(row.iter().flat_map(|&v| [v, -v]));
 }
 
 /// The largest `f32` not above `t`: `x <= t` ⇔ `x <= down(t)` for every `f32` `x`.
@@ -844,7 +970,7 @@ mod tests {
                 if leaves.is_empty() {
                     leaves.push(values[0]);
                 }
-                Tree { nodes, leaves }
+                Tree { nodes, leaves, ..Tree::default() }
             },
         )
     }
@@ -901,6 +1027,7 @@ mod tests {
                 right: Child::Leaf(1),
             }],
             leaves: vec![1.0, 2.0],
+            ..Tree::default()
         }
     }
 

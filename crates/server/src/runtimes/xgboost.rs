@@ -14,6 +14,7 @@ use oxserve_protocol::{InferRequest, ModelMetadata, Tensor};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::explain::{Attributions, ExactExplainer, treeshap};
 use crate::model::Model;
 use crate::runtimes::tree::{self, Child, Forest, Node, Split, Task, Tree};
 use crate::runtimes::ubjson;
@@ -40,6 +41,9 @@ pub struct XgboostModel {
     base_margin: Vec<f32>,
     transform: Transform,
     task: Task,
+    /// Per output group, the trees' expected value (TreeSHAP); `None` when the file has no
+    /// node covers (`sum_hessian`).
+    tree_expected: Option<Vec<f64>>,
 }
 
 impl XgboostModel {
@@ -144,12 +148,14 @@ impl XgboostModel {
             forest.push(&tree, group, &what)?;
         }
 
+        let tree_expected = forest.shap_view().map(|v| treeshap::expected_values(&v));
         Ok(XgboostModel {
             metadata: tree::metadata(name, "xgboost", num_features, task),
             forest,
             base_margin,
             transform,
             task,
+            tree_expected,
         })
     }
 
@@ -196,6 +202,31 @@ impl Model for XgboostModel {
 
     fn memory_bytes(&self) -> u64 {
         (std::mem::size_of::<Self>() + self.forest.memory_bytes()) as u64
+    }
+
+    fn exact_explainer(&self) -> Option<&dyn ExactExplainer> {
+        Some(self)
+    }
+}
+
+impl ExactExplainer for XgboostModel {
+    /// TreeSHAP of the margin, as XGBoost's `predict(pred_contribs=True)`: its last column
+    /// (the bias) is the expected value.
+    fn explain(&self, request: &InferRequest) -> Result<Attributions> {
+        let rows = tree::input_rows(request, self.num_features())?;
+        let (Some(view), Some(expected)) = (self.forest.shap_view(), &self.tree_expected) else {
+            return Err(Error::invalid(format!(
+                "model \"{}\" cannot be explained: its trees have no node covers (sum_hessian)",
+                self.metadata.name
+            )));
+        };
+        let margins = self
+            .forest
+            .predict(rows, &self.base_margin)
+            .map_err(|e| Error::invalid(format!("model \"{}\": {e}", self.metadata.name)))?;
+        let base: Vec<f64> = self.base_margin.iter().map(|&b| f64::from(b)).collect();
+        let explained = margins.into_iter().map(f64::from).collect();
+        Ok(treeshap::attributions(&view, rows, &base, expected, 1.0, explained))
     }
 }
 
@@ -255,6 +286,11 @@ fn parse_tree(tree: &Value) -> Result<Tree, String> {
     let feature = int_array(get(tree, "split_indices")?, "split_indices")?;
     let cond = float_array(get(tree, "split_conditions")?, "split_conditions")?;
     let default_left = int_array(get(tree, "default_left")?, "default_left")?;
+    // Node covers, for explanations only: a model without them still predicts.
+    let hessian = match tree.get("sum_hessian") {
+        Some(v) => Some(float_array(v, "sum_hessian")?).filter(|h| h.len() == left.len()),
+        None => None,
+    };
     let n = left.len();
     if n == 0 {
         return Err("has no nodes".to_owned());
@@ -297,7 +333,13 @@ fn parse_tree(tree: &Value) -> Result<Tree, String> {
     while let Some(id) = order.pop_front() {
         if is_leaf(id) {
             out.leaves.push(f64::from(cond[id]));
+            if let Some(h) = &hessian {
+                out.leaf_cover.push(f64::from(h[id]));
+            }
             continue;
+        }
+        if let Some(h) = &hessian {
+            out.node_cover.push(f64::from(h[id]));
         }
         let mut child = |c: i64| -> Result<Child, String> {
             let cid = usize::try_from(c)
