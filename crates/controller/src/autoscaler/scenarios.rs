@@ -1,0 +1,1 @@
+//! Knative autoscaler scenarios replayed tick by tick.
