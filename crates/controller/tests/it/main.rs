@@ -1,0 +1,1 @@
+//! Integration tests of the controller's local backend with the real `oxserve` binary.
