@@ -7,6 +7,7 @@
 //! backends and the router. [`local`] is the local backend: replicas as child processes.
 
 pub mod autoscaler;
+pub mod backend;
 pub mod local;
 pub mod metrics;
 pub mod revision;
