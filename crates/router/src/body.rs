@@ -1,0 +1,140 @@
+//! The body types of the request path: one boxed body for requests and responses, a body
+//! that replays bytes the router has already read (a gRPC message's first bytes) ahead of
+//! the rest of the stream, and a body that holds guards until a response has been sent.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
+
+/// Errors a body can carry.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The one body type of the request path, boxed so every layer speaks the same type.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// A complete body from bytes.
+pub fn full(bytes: Bytes) -> Body {
+    http_body_util::Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Any body, boxed.
+pub fn boxed<B>(body: B) -> Body
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
+/// `prefix` (bytes already read from `rest`) followed by the rest of the stream.
+pub struct Prefixed<B> {
+    prefix: Option<Bytes>,
+    rest: B,
+}
+
+impl<B> Prefixed<B> {
+    pub fn new(prefix: Bytes, rest: B) -> Prefixed<B> {
+        Prefixed { prefix: (!prefix.is_empty()).then_some(prefix), rest }
+    }
+}
+
+impl<B> HttpBody for Prefixed<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let mut hint = self.rest.size_hint();
+        let n = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        hint.set_lower(hint.lower() + n);
+        if let Some(upper) = hint.upper() {
+            hint.set_upper(upper + n);
+        }
+        hint
+    }
+}
+
+/// A body that keeps `guard` alive until the body is finished or dropped: the request
+/// counts as in flight (and holds its replica slot) until its response has been sent.
+pub struct Guarded<B, G> {
+    inner: B,
+    guard: Option<G>,
+}
+
+impl<B, G> Guarded<B, G> {
+    pub fn new(inner: B, guard: G) -> Guarded<B, G> {
+        Guarded { inner, guard: Some(guard) }
+    }
+}
+
+impl<B, G> HttpBody for Guarded<B, G>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    G: Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.guard = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn prefixed_replays_the_prefix_then_the_rest() {
+        let body = Prefixed::new(
+            Bytes::from_static(b"ab"),
+            http_body_util::Full::new(Bytes::from_static(b"cd")),
+        );
+        assert_eq!(body.size_hint().exact(), Some(4));
+        let all = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&all[..], b"abcd");
+    }
+
+    #[tokio::test]
+    async fn guarded_drops_its_guard_at_the_end() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let body = Guarded::new(http_body_util::Full::new(Bytes::from_static(b"x")), tx);
+        let all = body.collect().await.unwrap().to_bytes();
+        assert_eq!(&all[..], b"x");
+        assert!(rx.recv().await.is_none(), "the guard was dropped with the finished body");
+    }
+}

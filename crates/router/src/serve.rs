@@ -1,0 +1,88 @@
+//! Runs the router on already-bound listeners until a shutdown future resolves, then
+//! drains: stop accepting, let requests in flight finish (bounded), close.
+
+use std::future::Future;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+
+use crate::router::Router;
+use crate::service::stack;
+
+/// Bound sockets the router answers on. Only `main` binds ports.
+pub struct Listeners {
+    /// REST (HTTP/1.1 and h2c; gRPC by content type too).
+    pub http: TcpListener,
+    /// gRPC (HTTP/2).
+    pub grpc: Option<TcpListener>,
+}
+
+/// How long shutdown waits for requests in flight.
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// Serves until `shutdown` resolves. Also runs the sampler that sends the autoscaler one
+/// sample per revision every `sample_interval`.
+pub async fn serve(
+    listeners: Listeners,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let sampler = tokio::spawn(router.clone().run_sampler());
+    let graceful = std::sync::Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut accept = Vec::new();
+    for (listener, grpc) in
+        std::iter::once((listeners.http, false)).chain(listeners.grpc.map(|g| (g, true)))
+    {
+        let service = stack(router.clone(), grpc);
+        let mut stop = stop_rx.clone();
+        let graceful = graceful.clone();
+        accept.push(tokio::spawn(async move {
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder.http2().max_concurrent_streams(Some(10_000)).adaptive_window(true);
+            loop {
+                let (stream, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off, keep serving.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    },
+                    _ = stop.changed() => break,
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(service.clone()),
+                    )
+                    .into_owned();
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }));
+    }
+    shutdown.await;
+    tracing::info!("shutting down: draining requests in flight");
+    let _ = stop_tx.send(true);
+    for a in accept {
+        let _ = a.await;
+    }
+    // The accept loops have ended, so this is the last handle.
+    let graceful = std::sync::Arc::into_inner(graceful).expect("accept loops have ended");
+    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+        tracing::warn!(timeout = ?DRAIN, "shutdown timeout: closing the connections still open");
+    }
+    sampler.abort();
+    Ok(())
+}
