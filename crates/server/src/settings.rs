@@ -18,8 +18,25 @@
 //! Every field is optional. Times are in seconds, as in MLServer. `inputs`/`outputs`
 //! replace the metadata the runtime reports (names must exist in the model). Unknown
 //! fields are an error, so a typo cannot be silently ignored.
+//!
+//! `explainer` configures explanations (`docs/explain.md`); tree models explain themselves
+//! with TreeSHAP without it, any model (ONNX included) with KernelSHAP when it says so:
+//! ```json
+//! "explainer": {
+//!   "type": "kernelshap",
+//!   "background": {"file": "background.csv", "summary": "kmeans", "size": 10},
+//!   "nsamples": 2048,
+//!   "seed": 0,
+//!   "output": "probabilities"
+//! }
+//! ```
+//! `background.file` (relative to the model directory) holds rows as JSON (`[[…], …]`,
+//! `null` for NaN) or CSV (one row a line, an optional header line); `summary` is `none`
+//! (every row, the default), `kmeans` (`size` weighted cluster centres, as `shap.kmeans`) or
+//! `sample` (`size` rows drawn with `seed`). `nsamples` is a number or `"auto"` (`2M + 2048`
+//! for `M` features, as `shap`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use oxserve_protocol::TensorMetadata;
@@ -44,6 +61,7 @@ struct RawSettings {
     inputs: Option<Vec<TensorMetadata>>,
     outputs: Option<Vec<TensorMetadata>>,
     parameters: Option<RawParameters>,
+    explainer: Option<RawExplainer>,
     /// MLServer's Python class path; accepted so MLServer files load, otherwise unused.
     #[allow(dead_code)]
     implementation: Option<String>,
@@ -60,6 +78,123 @@ struct RawParameters {
     #[allow(dead_code)]
     uri: Option<String>,
     version: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExplainer {
+    #[serde(rename = "type")]
+    kind: String,
+    background: Option<RawBackground>,
+    nsamples: Option<serde_json::Value>,
+    seed: Option<u64>,
+    output: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackground {
+    file: PathBuf,
+    summary: Option<String>,
+    size: Option<usize>,
+}
+
+/// Which explainer `explainer.type` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExplainerKind {
+    /// Exact TreeSHAP (tree models only; what they use without settings too).
+    TreeShap,
+    /// Model-agnostic KernelSHAP over a background dataset.
+    KernelShap,
+}
+
+/// How the background file's rows are summarised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Summary {
+    /// Every row, equally weighted.
+    None,
+    /// `k` cluster centres weighted by their sizes (`shap.kmeans`).
+    KMeans(usize),
+    /// `n` rows drawn without replacement.
+    Sample(usize),
+}
+
+/// Where the background dataset of KernelSHAP comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackgroundSettings {
+    /// The rows' file (resolved against the model directory by [`ModelSettings::load_dir`]).
+    pub file: PathBuf,
+    pub summary: Summary,
+}
+
+/// Validated `explainer` settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExplainerSettings {
+    pub kind: ExplainerKind,
+    /// Required for KernelSHAP.
+    pub background: Option<BackgroundSettings>,
+    /// Coalitions per explained row; `None` is `shap`'s `"auto"`, `2M + 2048`.
+    pub nsamples: Option<usize>,
+    pub seed: u64,
+    /// The output to explain; by default the model's first FP32/FP64 output.
+    pub output: Option<String>,
+}
+
+impl ExplainerSettings {
+    fn from_raw(raw: RawExplainer) -> std::result::Result<ExplainerSettings, String> {
+        let kind = match raw.kind.as_str() {
+            "treeshap" => ExplainerKind::TreeShap,
+            "kernelshap" => ExplainerKind::KernelShap,
+            other => {
+                return Err(format!(
+                    "explainer.type must be \"treeshap\" or \"kernelshap\", got {other:?}"
+                ));
+            }
+        };
+        let background = match raw.background {
+            None if kind == ExplainerKind::KernelShap => {
+                return Err("explainer.background is required for kernelshap".into());
+            }
+            None => None,
+            Some(b) => {
+                let size = || match b.size {
+                    Some(n) if n > 0 => Ok(n),
+                    _ => Err(format!(
+                        "explainer.background.size must be at least 1 for summary {:?}",
+                        b.summary.as_deref().unwrap_or_default()
+                    )),
+                };
+                let summary = match b.summary.as_deref() {
+                    None | Some("none") => Summary::None,
+                    Some("kmeans") => Summary::KMeans(size()?),
+                    Some("sample") => Summary::Sample(size()?),
+                    Some(other) => {
+                        return Err(format!(
+                            "explainer.background.summary must be \"none\", \"kmeans\" or \"sample\", got {other:?}"
+                        ));
+                    }
+                };
+                Some(BackgroundSettings { file: b.file, summary })
+            }
+        };
+        let nsamples = match raw.nsamples {
+            None => None,
+            Some(serde_json::Value::String(s)) if s == "auto" => None,
+            Some(v) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+                Some(n) if n >= 1 => Some(n),
+                _ => {
+                    return Err(format!("explainer.nsamples must be \"auto\" or a count, got {v}"));
+                }
+            },
+        };
+        Ok(ExplainerSettings {
+            kind,
+            background,
+            nsamples,
+            seed: raw.seed.unwrap_or(0),
+            output: raw.output,
+        })
+    }
 }
 
 /// Validated per-model settings.
@@ -84,6 +219,8 @@ pub struct ModelSettings {
     pub sessions: Option<usize>,
     /// ONNX models: `false` keeps a graph the native evaluator supports on ONNX Runtime.
     pub onnx_native: Option<bool>,
+    /// Explanations (`None`: TreeSHAP for tree models, none for others).
+    pub explainer: Option<ExplainerSettings>,
 }
 
 impl Default for ModelSettings {
@@ -102,6 +239,7 @@ impl Default for ModelSettings {
             intra_op_threads: None,
             sessions: None,
             onnx_native: None,
+            explainer: None,
         }
     }
 }
@@ -111,7 +249,13 @@ impl ModelSettings {
     pub fn load_dir(dir: &Path, model: &str) -> Result<ModelSettings> {
         let path = dir.join(SETTINGS_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => ModelSettings::parse(&bytes, model),
+            Ok(bytes) => {
+                let mut settings = ModelSettings::parse(&bytes, model)?;
+                if let Some(b) = settings.explainer.as_mut().and_then(|e| e.background.as_mut()) {
+                    b.file = dir.join(&b.file);
+                }
+                Ok(settings)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ModelSettings::default()),
             Err(e) => Err(Error::load(model, format!("reading {}: {e}", path.display()))),
         }
@@ -147,6 +291,7 @@ impl ModelSettings {
         if params.sessions == Some(0) || params.intra_op_threads == Some(0) {
             return Err(bad("parameters.sessions and intra_op_threads must be at least 1".into()));
         }
+        let explainer = raw.explainer.map(ExplainerSettings::from_raw).transpose().map_err(bad)?;
         Ok(ModelSettings {
             name: raw.name,
             versions: raw.versions.unwrap_or_default(),
@@ -161,6 +306,7 @@ impl ModelSettings {
             intra_op_threads: params.intra_op_threads,
             sessions: params.sessions,
             onnx_native: params.onnx_native,
+            explainer,
         })
     }
 
@@ -202,5 +348,36 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("preferred batch size 8"), "{e}");
+    }
+
+    #[test]
+    fn parses_and_checks_the_explainer() {
+        let s = ModelSettings::parse(
+            br#"{"explainer":{"type":"kernelshap","background":{"file":"bg.csv","summary":"kmeans","size":5},"nsamples":100,"seed":3,"output":"y"}}"#,
+            "m",
+        )
+        .unwrap();
+        let e = s.explainer.unwrap();
+        assert_eq!(e.kind, ExplainerKind::KernelShap);
+        assert_eq!(e.background.unwrap().summary, Summary::KMeans(5));
+        assert_eq!((e.nsamples, e.seed, e.output.as_deref()), (Some(100), 3, Some("y")));
+        let auto = br#"{"explainer":{"type":"kernelshap","background":{"file":"b.json"},"nsamples":"auto"}}"#;
+        assert_eq!(ModelSettings::parse(auto, "m").unwrap().explainer.unwrap().nsamples, None);
+        for (body, want) in [
+            (&br#"{"explainer":{"type":"lime"}}"#[..], "explainer.type must be"),
+            (br#"{"explainer":{"type":"kernelshap"}}"#, "explainer.background is required"),
+            (
+                br#"{"explainer":{"type":"kernelshap","background":{"file":"b","summary":"kmeans"}}}"#,
+                "explainer.background.size must be at least 1",
+            ),
+            (
+                br#"{"explainer":{"type":"kernelshap","background":{"file":"b"},"nsamples":0}}"#,
+                "explainer.nsamples must be",
+            ),
+            (br#"{"explainer":{"type":"treeshap","nsample":5}}"#, "unknown field `nsample`"),
+        ] {
+            let e = ModelSettings::parse(body, "m").unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
     }
 }
