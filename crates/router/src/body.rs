@@ -63,12 +63,13 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut hint = self.rest.size_hint();
+        let rest = self.rest.size_hint();
         let n = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        hint.set_lower(hint.lower() + n);
-        if let Some(upper) = hint.upper() {
+        let mut hint = SizeHint::new();
+        if let Some(upper) = rest.upper() {
             hint.set_upper(upper + n);
         }
+        hint.set_lower(rest.lower() + n);
         hint
     }
 }
