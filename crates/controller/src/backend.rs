@@ -164,6 +164,10 @@ pub struct LoggerSpec {
     /// `all`, `request` or `response`.
     #[serde(default = "default_log_mode")]
     pub mode: String,
+    /// The CloudEvents `endpoint` extension: `default` or `canary`, as the revision was
+    /// rolled out.
+    #[serde(default)]
+    pub endpoint: String,
 }
 
 fn default_log_mode() -> String {

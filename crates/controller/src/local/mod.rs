@@ -21,10 +21,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backend::{
-    Backend, Error, ReplicaStatus, Result, RevisionPhase, RevisionSpec, RevisionStatus, Runner,
+    Backend, BatcherSpec, Error, ReplicaStatus, Result, RevisionPhase, RevisionSpec,
+    RevisionStatus, Runner,
 };
+use oxserve_agent::batcher::BatcherConfig;
+use oxserve_agent::logger::LoggerConfig;
 use pull::{KSERVE_MODEL_DIR, PullContext};
-use replica::{Launch, LaunchKind, ReplicaCtx, RevisionShared, SupervisorConfig};
+use replica::{Front, Launch, LaunchKind, ReplicaCtx, RevisionShared, SupervisorConfig};
 use state::{StateStore, check_name};
 
 /// How the local backend runs replicas.
@@ -375,6 +378,8 @@ fn launch_for(inner: &Inner, spec: &RevisionSpec, model_dir: &std::path::Path) -
                 kind: LaunchKind::Server,
                 model_name: spec.model_name.clone(),
                 logs_dir,
+                // The server batches natively (model-settings.json).
+                front: front_for(spec, false),
             }
         }
         Runner::Container { command, args, predictor_host, .. } => {
@@ -393,7 +398,39 @@ fn launch_for(inner: &Inner, spec: &RevisionSpec, model_dir: &std::path::Path) -
                 kind: LaunchKind::Container,
                 model_name: spec.model_name.clone(),
                 logs_dir,
+                front: front_for(spec, true),
             }
         }
     }
+}
+
+/// The agent proxy a revision's replicas need: its logger, and the agent's batcher when the
+/// workload does not batch by itself.
+fn front_for(spec: &RevisionSpec, agent_batches: bool) -> Option<Front> {
+    let logger = spec.logger.as_ref().map(|l| {
+        let mut c = LoggerConfig::new(&l.url, PathBuf::new());
+        // Validated by the API; an unknown mode logs everything rather than nothing.
+        c.mode = l.mode.parse().unwrap_or_default();
+        c.source = format!("http://localhost/{}/{}", spec.namespace, spec.revision);
+        c.inference_service_name = spec.service.clone();
+        c.namespace = spec.namespace.clone();
+        c.component = spec.component.clone();
+        c.endpoint = l.endpoint.clone();
+        c
+    });
+    let batcher = spec.batcher.as_ref().filter(|_| agent_batches).map(|b| {
+        let defaults = BatcherConfig::default();
+        BatcherConfig {
+            max_batch_size: b.max_batch_size.unwrap_or(BatcherSpec::DEFAULT_MAX_BATCH_SIZE)
+                as usize,
+            max_latency: Duration::from_millis(u64::from(
+                b.max_latency.unwrap_or(BatcherSpec::DEFAULT_MAX_LATENCY_MS),
+            )),
+            timeout: b
+                .timeout
+                .map(|t| Duration::from_secs(u64::from(t)))
+                .unwrap_or(defaults.timeout),
+        }
+    });
+    (logger.is_some() || batcher.is_some()).then_some(Front { logger, batcher })
 }

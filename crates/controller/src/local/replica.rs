@@ -16,7 +16,10 @@
 //!   lines kept as the reason. A replica that exits `max_start_failures` times in a row
 //!   without becoming ready, does not become ready within `ready_timeout`, or (built-in
 //!   server) comes up with its model not loaded, fails the whole revision with that reason;
-//! - is stopped by PID: SIGTERM, then SIGKILL after `stop_grace`.
+//! - is stopped by PID: SIGTERM, then SIGKILL after `stop_grace`;
+//! - with a `logger` (or, for containers, a `batcher`), is fronted by the agent's proxy
+//!   ([`oxserve_agent::proxy`]) in this process, on its own loopback port, which is then the
+//!   replica's advertised `http` address (gRPC goes to the server directly).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -29,6 +32,10 @@ use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
+
+use oxserve_agent::batcher::BatcherConfig;
+use oxserve_agent::logger::{LoggerConfig, PayloadLogger};
+use oxserve_agent::proxy::ProxyState;
 
 use crate::backend::ReplicaStatus;
 
@@ -78,6 +85,61 @@ pub struct Launch {
     pub model_name: String,
     /// Where replica `N`'s log goes: `logs_dir/N.log`.
     pub logs_dir: PathBuf,
+    /// The agent's proxy in front of each replica, when the revision logs payloads or
+    /// batches through the agent.
+    pub front: Option<Front>,
+}
+
+/// What the in-process agent proxy in front of a replica does.
+#[derive(Clone, Debug)]
+pub struct Front {
+    /// The payload logger (its `spill_path` is replaced per replica).
+    pub logger: Option<LoggerConfig>,
+    /// The agent's batcher (for containers; the built-in server batches natively).
+    pub batcher: Option<BatcherConfig>,
+}
+
+/// Largest request body the front accepts, as `oxserve agent`'s default.
+const FRONT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// A running front; dropping it shuts the proxy down (the logger then flushes).
+struct FrontGuard {
+    _stop: oneshot::Sender<()>,
+}
+
+/// Starts the agent proxy to `upstream` on a free loopback port; returns its URL.
+async fn start_front(
+    front: &Front,
+    upstream: &str,
+    logs_dir: &Path,
+    id: u32,
+) -> Result<(String, FrontGuard), String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("binding the payload logger's port: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| format!("payload logger port: {e}"))?;
+    let logger = match &front.logger {
+        None => None,
+        Some(c) => {
+            let mut c = c.clone();
+            c.spill_path = logs_dir.join(format!("{id}.spill.jsonl"));
+            Some(PayloadLogger::start(c).map_err(|e| format!("starting the payload logger: {e}"))?)
+        }
+    };
+    let state =
+        ProxyState::new(upstream, logger, front.batcher.clone(), None, FRONT_MAX_BODY_BYTES)
+            .map_err(|e| format!("starting the agent proxy: {e}"))?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        if let Err(e) = oxserve_agent::proxy::serve(listener, state, async move {
+            let _ = stopped.await;
+        })
+        .await
+        {
+            tracing::warn!(error = %e, "agent proxy stopped");
+        }
+    });
+    Ok((format!("http://{addr}"), FrontGuard { _stop: stop }))
 }
 
 /// How a replica's endpoint is found.
@@ -319,8 +381,20 @@ async fn attempt_once(
             }
         }
     };
+    // The agent's proxy, when there is one, is where traffic enters; readiness is still
+    // checked on the process itself.
+    let (entry, _front) = match &launch.front {
+        None => (http.clone(), None),
+        Some(front) => match start_front(front, &http, &launch.logs_dir, id).await {
+            Ok((url, guard)) => (url, Some(guard)),
+            Err(reason) => {
+                terminate(&mut child, ctx.config.stop_grace).await;
+                return Outcome::Fatal(reason);
+            }
+        },
+    };
     ctx.update(id, |r| {
-        r.http = Some(http.clone());
+        r.http = Some(entry.clone());
         r.grpc = grpc.clone();
     });
 

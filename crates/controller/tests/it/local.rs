@@ -422,3 +422,88 @@ fn replicas_die_with_the_process_that_started_them() {
     // And the state dir is free again.
     StateStore::open(dir.path()).unwrap();
 }
+
+/// A CloudEvents sink: answers 200 to every POST and hands each request's head over.
+async fn sink() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut seen = Vec::new();
+                loop {
+                    // One request per connection is enough for the logger's deliveries: read
+                    // the head, then the body its content-length names.
+                    if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if seen.len() >= end + 4 + len {
+                            let _ = tx.send(head);
+                            let _ = sock
+                                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                .await;
+                            return;
+                        }
+                    }
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_logger_sends_each_request_and_response_with_the_service_extensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, backend) = backend(dir.path());
+    let (sink_url, mut events) = sink().await;
+    let model = fixtures().join("models/xgb-binary");
+    let mut spec = server_spec("logged-predictor-00002", "logged", model.to_str().unwrap(), &[]);
+    spec.logger = Some(oxserve_controller::backend::LoggerSpec {
+        url: sink_url,
+        mode: "all".into(),
+        endpoint: "canary".into(),
+    });
+    backend.ensure_revision(&spec).await.unwrap();
+    backend.scale(&spec.revision, 1).await.unwrap();
+    let status = wait_for(&backend, &spec.revision, "ready", |s| s.ready_replicas() == 1).await;
+    let http = status.replicas[0].http.clone().unwrap();
+    infer(&http, "logged").await;
+    let mut types = Vec::new();
+    for _ in 0..2 {
+        let head = tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("an event reaches the sink")
+            .unwrap();
+        for header in [
+            "ce-inferenceservicename: logged",
+            "ce-namespace: default",
+            "ce-component: predictor",
+            "ce-endpoint: canary",
+            "ce-modelid: logged",
+        ] {
+            assert!(head.contains(header), "{header} missing in {head}");
+        }
+        let ty = head.lines().find_map(|l| l.strip_prefix("ce-type: ")).unwrap().to_owned();
+        types.push(ty);
+    }
+    types.sort();
+    assert_eq!(
+        types,
+        ["org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"]
+    );
+    backend.shutdown().await;
+}
