@@ -127,7 +127,7 @@ async fn start_front(
         }
     };
     let state =
-        ProxyState::new(upstream, logger, front.batcher.clone(), None, FRONT_MAX_BODY_BYTES)
+        ProxyState::new(upstream, logger, front.batcher, None, FRONT_MAX_BODY_BYTES)
             .map_err(|e| format!("starting the agent proxy: {e}"))?;
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
