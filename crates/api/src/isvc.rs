@@ -70,37 +70,37 @@ kserve_struct! { [pod extension]
         pub name: Option<String>,
         /// scikit-learn (served from an ONNX export by the built-in runtime).
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub sklearn: Option<FrameworkSpec>,
+        pub sklearn: Option<Box<FrameworkSpec>>,
         /// XGBoost (JSON / UBJSON model), served natively.
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub xgboost: Option<FrameworkSpec>,
+        pub xgboost: Option<Box<FrameworkSpec>>,
         /// TensorFlow SavedModel (needs a ServingRuntime).
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub tensorflow: Option<FrameworkSpec>,
+        pub tensorflow: Option<Box<FrameworkSpec>>,
         /// TorchServe (needs a ServingRuntime).
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub pytorch: Option<FrameworkSpec>,
+        pub pytorch: Option<Box<FrameworkSpec>>,
         /// Triton Inference Server (needs a ServingRuntime).
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub triton: Option<FrameworkSpec>,
+        pub triton: Option<Box<FrameworkSpec>>,
         /// ONNX, served natively through ONNX Runtime.
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub onnx: Option<FrameworkSpec>,
+        pub onnx: Option<Box<FrameworkSpec>>,
         /// Hugging Face (needs a ServingRuntime).
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub huggingface: Option<FrameworkSpec>,
+        pub huggingface: Option<Box<FrameworkSpec>>,
         /// PMML (needs a ServingRuntime).
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub pmml: Option<FrameworkSpec>,
+        pub pmml: Option<Box<FrameworkSpec>>,
         /// LightGBM (text model), served natively.
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub lightgbm: Option<FrameworkSpec>,
+        pub lightgbm: Option<Box<FrameworkSpec>>,
         /// PaddlePaddle (needs a ServingRuntime).
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub paddle: Option<FrameworkSpec>,
+        pub paddle: Option<Box<FrameworkSpec>>,
         /// The new-style predictor: a model format resolved through the ServingRuntimes.
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub model: Option<ModelSpec>,
+        pub model: Option<Box<ModelSpec>>,
         /// Several storage locations, each mounted at its own path.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub storage_uris: Option<Vec<StorageUri>>,
@@ -109,7 +109,7 @@ kserve_struct! { [pod extension]
         pub storage_container_name: Option<String>,
         /// Worker pods of a multi-node predictor.
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub worker_spec: Option<WorkerSpec>,
+        pub worker_spec: Option<Box<WorkerSpec>>,
     }
 }
 
@@ -179,7 +179,7 @@ kserve_struct! { [pod extension]
     pub struct ExplainerSpec {
         /// Adversarial Robustness Toolbox explainer (an external container).
         #[serde(skip_serializing_if = "Option::is_none")]
-        pub art: Option<ArtExplainerSpec>,
+        pub art: Option<Box<ArtExplainerSpec>>,
         /// oxserve's own explainer (native group only), served by the predictor replicas.
         #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
         pub explainer_type: Option<OxserveExplainerType>,

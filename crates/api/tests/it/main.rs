@@ -1,1 +1,4 @@
-//! Integration tests of oxserve-api: sample manifests, snapshots, error messages.
+//! Integration tests of oxserve-api: the sample manifests, snapshots of their normalized form,
+//! error messages, round trips and the generated CRDs.
+
+mod samples;
