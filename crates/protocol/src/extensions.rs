@@ -14,4 +14,6 @@ pub use repository::{
     ModelIndexEntry, ModelState, RepositoryIndexRequest, RepositoryLoadRequest,
     RepositoryParameter, RepositoryUnloadRequest,
 };
-pub use statistics::{BatchStats, DurationStat, InferStats, ModelStats, StatisticsResponse};
+pub use statistics::{
+    BatchStats, DurationStat, ExplainStats, InferStats, ModelStats, StatisticsResponse,
+};

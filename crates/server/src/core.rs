@@ -17,16 +17,37 @@ use oxserve_protocol::{InferRequest, InferResponse, ModelMetadata, ServerMetadat
 
 use crate::batcher::{Batcher, BatcherConfig};
 use crate::error::{Error, Result};
+use crate::explain::kernel::KernelExplainer;
+use crate::explain::{Attributions, Method};
 use crate::metrics::{Metrics, ModelMetrics, Protocol};
 use crate::model::Model;
 use crate::repository::{ModelLocation, Repository};
-use crate::settings::ModelSettings;
+use crate::settings::{ExplainerKind, ModelSettings};
 use crate::stats::ModelStats;
 use crate::validate::{select_outputs, validate_request};
 
 /// Extensions of the protocol this server implements, as advertised in server metadata.
 pub const EXTENSIONS: &[&str] =
-    &["binary_tensor_data", "model_repository", "statistics", "model_configuration"];
+    &["binary_tensor_data", "model_repository", "statistics", "model_configuration", "explain"];
+
+/// The explainer a model version answers `explain` with.
+enum VersionExplainer {
+    /// The model's own exact explainer (TreeSHAP).
+    Exact,
+    /// KernelSHAP from the settings.
+    Kernel(Arc<KernelExplainer>),
+    /// None configured, or one that could not be built: why, for the 400.
+    Unavailable(String),
+}
+
+/// An explanation with the prediction it explains.
+#[derive(Debug, Clone)]
+pub struct Explained {
+    /// The prediction (the requested outputs) followed by the explanation's tensors
+    /// (`<output>_attributions`, `expected_value`, and `margin` for tree models).
+    pub response: InferResponse,
+    pub attributions: Attributions,
+}
 
 /// Lifecycle of a model in the registry.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +91,7 @@ pub struct ModelVersion {
     model: Arc<dyn Model>,
     batcher: Option<Batcher>,
     metrics: ModelMetrics,
+    explainer: VersionExplainer,
 }
 
 impl ModelVersion {
@@ -128,6 +150,98 @@ impl ModelVersion {
         self.metrics.observe_batch(info.queue_time, info.batch_size);
         self.stats.queue.record(info.queue_time);
         Ok(outputs)
+    }
+
+    /// Explains one request end to end: the prediction as [`ModelVersion::infer`] makes it
+    /// (validation, batching, hooks, output selection) plus the explanation, counted in the
+    /// explanation metrics and statistics, not the inference ones. Request parameters
+    /// `nsamples` and `seed` override KernelSHAP's settings.
+    pub async fn explain(&self, request: InferRequest, protocol: Protocol) -> Result<Explained> {
+        let start = Instant::now();
+        let in_flight = self.metrics.in_flight();
+        let result = self.run_explain(request).await;
+        drop(in_flight);
+        let elapsed = start.elapsed();
+        self.metrics.observe_explain(
+            protocol,
+            result.as_ref().map(|_| ()).map_err(Error::code),
+            elapsed,
+        );
+        self.stats.record_explain(result.is_ok(), elapsed);
+        if let Err(e) = &result {
+            tracing::debug!(model = %self.name, error = %e, "explanation failed");
+        }
+        result
+    }
+
+    async fn run_explain(&self, request: InferRequest) -> Result<Explained> {
+        if let VersionExplainer::Unavailable(why) = &self.explainer {
+            return Err(Error::invalid(format!(
+                "model \"{}\" cannot be explained: {why}",
+                self.name
+            )));
+        }
+        let mut request = self.model.preprocess(request)?;
+        validate_request(&self.metadata, &request)?;
+        let count = |key: &str| -> Result<Option<u64>> {
+            match request.parameters.get(key) {
+                None => Ok(None),
+                Some(p) => {
+                    p.as_u64().filter(|&n| n > 0 || key == "seed").map(Some).ok_or_else(|| {
+                        Error::invalid(format!("parameter \"{key}\" must be a positive integer"))
+                    })
+                }
+            }
+        };
+        let nsamples = count("nsamples")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+        let seed = count("seed")?;
+        let id = request.id.take();
+        let mut explained_request = request.clone();
+        explained_request.outputs.clear();
+        let outputs = match &self.batcher {
+            Some(batcher) => self.run_batched(batcher, request).await?,
+            None => self.run_unbatched(request)?,
+        };
+        let mut outputs = self.model.postprocess(outputs)?;
+        let attributions = match &self.explainer {
+            VersionExplainer::Exact => {
+                let model = &self.model;
+                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    model
+                        .exact_explainer()
+                        .ok_or_else(|| Error::invalid("the model has no exact explainer"))?
+                        .explain(&explained_request)
+                }))
+                .unwrap_or_else(|_| Err(Error::runtime(&self.name, "the explainer panicked")))?
+            }
+            VersionExplainer::Kernel(kernel) => {
+                let (kernel, model) = (kernel.clone(), self.model.clone());
+                let max_batch = self.max_batch_size();
+                // Many coalitions: off the request's worker thread.
+                tokio::task::spawn_blocking(move || {
+                    kernel.explain(&*model, &explained_request, max_batch, nsamples, seed)
+                })
+                .await
+                .map_err(|e| Error::runtime(&self.name, format!("explainer task failed: {e}")))??
+            }
+            VersionExplainer::Unavailable(_) => unreachable!("answered above"),
+        };
+        outputs.extend(attributions.tensors(attributions.method == Method::TreeShap));
+        let mut parameters = oxserve_protocol::Parameters::new();
+        parameters.insert(
+            "explainer".to_owned(),
+            oxserve_protocol::Parameter::String(attributions.method.label().to_owned()),
+        );
+        Ok(Explained {
+            response: InferResponse {
+                model_name: self.name.clone(),
+                model_version: Some(self.version.clone()),
+                id,
+                parameters,
+                outputs,
+            },
+            attributions,
+        })
     }
 
     /// The `max_batch_size` the model configuration reports (0: no batching).
@@ -494,6 +608,7 @@ impl Core {
                 },
             )
         });
+        let explainer = version_explainer(name, &metadata, &*model, settings);
         Ok(ModelVersion {
             name: name.to_owned(),
             version: version.to_owned(),
@@ -503,6 +618,7 @@ impl Core {
             model: instrumented,
             batcher,
             metrics: self.metrics.for_model(name, version),
+            explainer,
         })
     }
 
@@ -514,6 +630,34 @@ impl Core {
 
     fn loaded_version_count(&self) -> usize {
         self.models.load().values().map(|e| e.versions.len()).sum()
+    }
+}
+
+/// The explainer of a version: KernelSHAP when the settings ask for it, else the model's
+/// own. A KernelSHAP explainer that cannot be built (its background unreadable or of the
+/// wrong width) does not keep the model from serving; explanations answer why.
+fn version_explainer(
+    name: &str,
+    metadata: &ModelMetadata,
+    model: &dyn Model,
+    settings: &ModelSettings,
+) -> VersionExplainer {
+    let exact = model.exact_explainer().is_some();
+    match &settings.explainer {
+        Some(e) if e.kind == ExplainerKind::KernelShap => match KernelExplainer::new(e, metadata) {
+            Ok(k) => VersionExplainer::Kernel(Arc::new(k)),
+            Err(why) => {
+                tracing::warn!(model = %name, error = %why, "the explainer cannot be built");
+                VersionExplainer::Unavailable(why)
+            }
+        },
+        _ if exact => VersionExplainer::Exact,
+        Some(_) => VersionExplainer::Unavailable(
+            "explainer.type \"treeshap\" needs a tree model (xgboost or lightgbm)".into(),
+        ),
+        None => VersionExplainer::Unavailable(
+            "no explainer is configured (set \"explainer\" with type \"kernelshap\" and a background in model-settings.json)".into(),
+        ),
     }
 }
 
@@ -589,5 +733,9 @@ impl Model for Instrumented {
 
     fn memory_bytes(&self) -> u64 {
         self.inner.memory_bytes()
+    }
+
+    fn exact_explainer(&self) -> Option<&dyn crate::explain::ExactExplainer> {
+        self.inner.exact_explainer()
     }
 }

@@ -5,8 +5,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use oxserve_protocol::extensions::{
-    BatchStats, BatchingSettings, DurationStat, InferStats, ModelConfig, ModelIndexEntry,
-    ModelStats, RepositoryIndexRequest, RepositoryLoadRequest, StatisticsResponse,
+    BatchStats, BatchingSettings, DurationStat, ExplainStats, InferStats, ModelConfig,
+    ModelIndexEntry, ModelStats, RepositoryIndexRequest, RepositoryLoadRequest, StatisticsResponse,
 };
 
 use crate::core::{Core, ModelVersion};
@@ -90,6 +90,10 @@ fn version_stats(v: &ModelVersion) -> ModelStats {
                 ..Default::default()
             })
             .collect(),
+        explain_stats: {
+            let (success, fail) = (duration(&s.explain_success), duration(&s.explain_fail));
+            (success.count + fail.count > 0).then_some(ExplainStats { success, fail })
+        },
     }
 }
 

@@ -1,5 +1,6 @@
 //! The gRPC frontend: `inference.GRPCInferenceService` (Triton's numbering) over the shared
-//! [`Core`], every RPC including streaming inference and the extensions.
+//! [`Core`], every RPC including streaming inference and the extensions; explanations are
+//! `ModelInfer` requests with the parameter `explain: true` ([`EXPLAIN_PARAMETER`]).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,6 +15,11 @@ use crate::core::Core;
 use crate::error::Error;
 use crate::extensions;
 use crate::metrics::Protocol;
+
+/// The `ModelInfer` request parameter that turns an inference into an explanation: the
+/// response then carries the explanation's tensors after the prediction, as REST's
+/// `POST /v2/models/{m}/explain` (see `docs/explain.md`).
+pub const EXPLAIN_PARAMETER: &str = "explain";
 
 /// The gRPC service implementation.
 #[derive(Clone)]
@@ -40,8 +46,19 @@ impl GrpcFrontend {
         &self,
         request: pb::ModelInferRequest,
     ) -> Result<pb::ModelInferResponse, Error> {
-        let decoded = codec::decode_infer_request(request)?;
+        let mut decoded = codec::decode_infer_request(request)?;
         let version = non_empty(&decoded.model_version);
+        // `explain: true` asks for the explanation with the prediction (REST's `/explain`).
+        if let Some(flag) = decoded.request.parameters.remove(EXPLAIN_PARAMETER) {
+            let explain = flag.as_bool().ok_or_else(|| {
+                Error::invalid(format!("parameter \"{EXPLAIN_PARAMETER}\" must be a bool"))
+            })?;
+            if explain {
+                let served = self.core.version(&decoded.model_name, version)?;
+                let explained = served.explain(decoded.request, Protocol::Grpc).await?;
+                return Ok(codec::encode_infer_response(explained.response, decoded.raw));
+            }
+        }
         let response =
             self.core.infer(&decoded.model_name, version, decoded.request, Protocol::Grpc).await?;
         Ok(codec::encode_infer_response(response, decoded.raw))

@@ -1,5 +1,6 @@
 //! Prometheus metrics: per-model request counts by outcome, latency, queue time and batch
-//! size, encoded for `GET /metrics`.
+//! size, and explanations counted apart from inferences (`explain_requests`,
+//! `explain_duration_seconds`), encoded for `GET /metrics`.
 //!
 //! Label lookups hash and allocate, so each loaded model version resolves its handles once
 //! ([`Metrics::for_model`]) and the request path only touches atomics.
@@ -67,6 +68,8 @@ pub struct Metrics {
     batch_size: HistogramFamily,
     in_flight: Family<ModelLabels, Gauge>,
     models_loaded: Gauge,
+    explain_requests: Family<RequestLabels, Counter>,
+    explain_latency: HistogramFamily,
 }
 
 impl Default for Metrics {
@@ -111,7 +114,30 @@ impl Metrics {
             "Model versions currently loaded",
             models_loaded.clone(),
         );
-        Metrics { registry, requests, latency, queue, batch_size, in_flight, models_loaded }
+        let explain_requests = Family::<RequestLabels, Counter>::default();
+        let explain_latency =
+            HistogramFamily::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "explain_requests",
+            "Explanation requests by model, protocol and outcome (not counted as inference requests)",
+            explain_requests.clone(),
+        );
+        registry.register(
+            "explain_duration_seconds",
+            "Time from decoded explanation request to response, per model",
+            explain_latency.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            queue,
+            batch_size,
+            in_flight,
+            models_loaded,
+            explain_requests,
+            explain_latency,
+        }
     }
 
     /// Resolves the handles one model version uses on the request path.
@@ -136,6 +162,8 @@ impl Metrics {
             queue: self.queue.get_or_create_owned(&labels),
             batch_size: self.batch_size.get_or_create_owned(&labels),
             in_flight: self.in_flight.get_or_create_owned(&labels),
+            explain_requests: self.explain_requests.clone(),
+            explain_latency: self.explain_latency.get_or_create_owned(&labels),
         }
     }
 
@@ -166,6 +194,8 @@ pub struct ModelMetrics {
     queue: Histogram,
     batch_size: Histogram,
     in_flight: Gauge,
+    explain_requests: Family<RequestLabels, Counter>,
+    explain_latency: Histogram,
 }
 
 /// Counts a request as in flight until dropped.
@@ -213,6 +243,25 @@ impl ModelMetrics {
         self.latency.observe(elapsed.as_secs_f64());
     }
 
+    /// Counts one explanation request and its latency (explanations are off the hot path,
+    /// so the label lookup per call is fine).
+    pub fn observe_explain(
+        &self,
+        protocol: Protocol,
+        outcome: Result<(), ErrorCode>,
+        elapsed: Duration,
+    ) {
+        self.explain_requests
+            .get_or_create(&RequestLabels {
+                model: self.model.clone(),
+                version: self.version.clone(),
+                protocol: protocol.label(),
+                outcome: outcome.err().map_or("success", ErrorCode::label),
+            })
+            .inc();
+        self.explain_latency.observe(elapsed.as_secs_f64());
+    }
+
     /// Records one batched execution as seen by one request.
     pub fn observe_batch(&self, queue_time: Duration, batch_size: usize) {
         self.queue.observe(queue_time.as_secs_f64());
@@ -250,6 +299,28 @@ mod tests {
         assert!(text.contains("oxserve_models_loaded 1"), "{text}");
         assert!(
             text.contains(r#"oxserve_inflight_requests{model="iris",version="1"} 0"#),
+            "{text}"
+        );
+        assert!(!text.contains("oxserve_explain_requests_total{"), "{text}");
+    }
+
+    #[test]
+    fn explanations_are_counted_apart_from_inferences() {
+        let metrics = Metrics::new();
+        let m = metrics.for_model("trees", "1");
+        m.observe_explain(Protocol::Rest, Ok(()), Duration::from_millis(1));
+        m.observe_explain(Protocol::V1, Err(ErrorCode::InvalidArgument), Duration::from_millis(1));
+        let text = metrics.encode();
+        assert!(text.contains(
+            r#"oxserve_explain_requests_total{model="trees",version="1",protocol="rest",outcome="success"} 1"#
+        ), "{text}");
+        assert!(text.contains(r#"protocol="v1",outcome="invalid_argument"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"oxserve_explain_duration_seconds_count{model="trees",version="1"} 2"#),
+            "{text}"
+        );
+        assert!(
+            !text.contains(r#"oxserve_inference_requests_total{model="trees",version="1",protocol="rest",outcome="success"} 1"#),
             "{text}"
         );
     }

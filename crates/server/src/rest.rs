@@ -1,6 +1,6 @@
 //! The REST frontend: every V2 route (with and without `/versions/{v}`), the extensions
-//! (binary tensor data, model repository, statistics, model configuration), the V1 API,
-//! health and `/metrics`, as one `axum::Router` over the shared [`Core`], behind the
+//! (binary tensor data, model repository, statistics, model configuration, explain), the V1
+//! API (`:predict`, `:explain`), health and `/metrics`, as one `axum::Router` over the shared [`Core`], behind the
 //! [`service`] that matches the inference routes ahead of it.
 //!
 //! The request path: the inference route is matched → the model version is looked up (404
@@ -60,6 +60,8 @@ pub fn router(state: RestState) -> Router {
         .route("/v2/models/{model}/versions/{version}/ready", get(model_ready))
         .route("/v2/models/{model}/infer", post(infer))
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
+        .route("/v2/models/{model}/explain", post(explain))
+        .route("/v2/models/{model}/versions/{version}/explain", post(explain))
         .route("/v2/models/{model}/config", get(model_config))
         .route("/v2/models/{model}/versions/{version}/config", get(model_config))
         .route("/v2/models/{model}/stats", get(model_stats))
@@ -198,6 +200,36 @@ async fn infer_model(
     let encoding = ResponseEncoding::from_request(&request);
     let response = served.infer(request, Protocol::Rest).await?;
     Ok(encoded_response(rest::encode_response(&response, &encoding)))
+}
+
+/// `POST /v2/models/{model}[/versions/{version}]/explain`: a V2 inference request in; the
+/// prediction plus the explanation's tensors out (see [`crate::explain`]). JSON or binary
+/// tensor data, like `/infer`.
+async fn explain(
+    State(s): State<RestState>,
+    Path(ModelPath { model, version }): Path<ModelPath>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let served = s.core.version(&model, version.as_deref())?;
+    let header_length = header_length(&headers)?;
+    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    let request = if header_length == Some(0) {
+        let [input] = served.metadata.inputs.as_slice() else {
+            return Err(ProtocolError::invalid(format!(
+                "a raw binary request (Inference-Header-Content-Length: 0) needs a model with exactly one input; \"{model}\" has {}",
+                served.metadata.inputs.len()
+            ))
+            .into());
+        };
+        rest::decode_raw_single_input(&body, input)?
+    } else {
+        rest::decode_request(&body, header_length)?
+    };
+    drop(body);
+    let encoding = ResponseEncoding::from_request(&request);
+    let explained = served.explain(request, Protocol::Rest).await?;
+    Ok(encoded_response(rest::encode_response(&explained.response, &encoding)))
 }
 
 fn encoded_response(encoded: EncodedBody) -> Response {
@@ -340,27 +372,69 @@ async fn v1_action(
         ))
         .into());
     };
-    match action {
-        "predict" => {}
-        "explain" => {
-            return Err(ProtocolError::new(
-                ErrorCode::Unimplemented,
-                format!("model \"{model}\" has no explainer"),
-            )
-            .into());
-        }
+    let explain = match action {
+        "predict" => false,
+        "explain" => true,
         other => {
             return Err(ProtocolError::not_found(format!(
                 "unknown V1 action \":{other}\" (expected :predict or :explain)"
             ))
             .into());
         }
-    }
+    };
     let served = s.core.version(model, None)?;
     let body = read_body(body, &headers, s.max_body_bytes).await?;
     let request: InferRequest = v1::decode_predict(&body, &served.metadata.inputs)?;
+    if explain {
+        let explained = served.explain(request, Protocol::V1).await?;
+        let body = v1_explanation(&explained)?;
+        return Ok(json_response(StatusCode::OK, body));
+    }
     let response = s.core.infer(model, None, request, Protocol::V1).await?;
     Ok(json_response(StatusCode::OK, v1::encode_predict(&response)))
+}
+
+/// The V1 `:explain` body: the prediction's `predictions` and one explanation per
+/// instance, `{"explainer", "output", "expected_value": [width], "output_value": [width],
+/// "attributions": [[features] per output value]}`.
+fn v1_explanation(explained: &crate::core::Explained) -> Result<Vec<u8>, ApiError> {
+    let a = &explained.attributions;
+    let mut prediction = explained.response.clone();
+    let explanation_names: Vec<String> = a.tensors(true).into_iter().map(|t| t.name).collect();
+    prediction.outputs.retain(|t| !explanation_names.contains(&t.name));
+    let predictions: serde_json::Value = serde_json::from_slice(&v1::encode_predict(&prediction))
+        .map_err(|e| {
+        ProtocolError::new(ErrorCode::Internal, format!("encoding predictions: {e}"))
+    })?;
+    let number =
+        |v: f64| serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into);
+    let explanations: Vec<serde_json::Value> = (0..a.rows)
+        .map(|r| {
+            let attributions: Vec<Vec<serde_json::Value>> = (0..a.width)
+                .map(|d| {
+                    let at = (r * a.width + d) * a.features;
+                    a.values[at..at + a.features].iter().map(|&v| number(v)).collect()
+                })
+                .collect();
+            serde_json::json!({
+                "explainer": a.method.label(),
+                "output": a.output,
+                "expected_value": a.expected_value.iter().map(|&v| number(v)).collect::<Vec<_>>(),
+                "output_value": a.explained[r * a.width..(r + 1) * a.width]
+                    .iter()
+                    .map(|&v| number(v))
+                    .collect::<Vec<_>>(),
+                "attributions": attributions,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "predictions": predictions.get("predictions").cloned().unwrap_or_default(),
+        "explanations": explanations,
+    });
+    serde_json::to_vec(&body).map_err(|e| {
+        ApiError(ProtocolError::new(ErrorCode::Internal, format!("encoding explanations: {e}")))
+    })
 }
 
 async fn metrics(State(s): State<RestState>) -> Response {

@@ -1,5 +1,7 @@
 //! Per-version inference statistics in the shape of the statistics extension (Triton's
 //! `ModelStatistics`): counts and cumulative nanoseconds, updated with atomics.
+//! Explanations are counted on their own (`explain_success`, `explain_fail`), never as
+//! inferences.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -39,6 +41,9 @@ pub struct ModelStats {
     pub fail: DurationStat,
     pub queue: DurationStat,
     pub compute_infer: DurationStat,
+    /// Explanation requests answered, and failed.
+    pub explain_success: DurationStat,
+    pub explain_fail: DurationStat,
     /// Executions per batch size: `(count, compute ns)`.
     batches: Mutex<BTreeMap<u64, (u64, u64)>>,
 }
@@ -54,6 +59,11 @@ impl ModelStats {
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         self.last_inference_ms.store(u64::try_from(now.as_millis()).unwrap_or(0), Relaxed);
+    }
+
+    /// Records a finished explanation request.
+    pub fn record_explain(&self, ok: bool, total: Duration) {
+        if ok { self.explain_success.record(total) } else { self.explain_fail.record(total) }
     }
 
     /// Records one execution of the model on `batch_size` rows.
@@ -89,5 +99,10 @@ mod tests {
         assert_eq!(s.inference_count.load(Relaxed), 1);
         assert_eq!(s.batch_snapshot(), vec![(4, 2, 40)]);
         assert!(s.last_inference_ms.load(Relaxed) > 0);
+        s.record_explain(true, Duration::from_nanos(7));
+        s.record_explain(false, Duration::from_nanos(3));
+        assert_eq!(s.explain_success.snapshot(), (1, 7));
+        assert_eq!(s.explain_fail.snapshot(), (1, 3));
+        assert_eq!(s.inference_count.load(Relaxed), 1);
     }
 }

@@ -76,6 +76,19 @@ pub struct ModelStats {
     pub inference_stats: InferStats,
     #[serde(default)]
     pub batch_stats: Vec<BatchStats>,
+    /// oxserve's explanation requests (REST only; absent until a version is explained, and
+    /// from servers without the `explain` extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explain_stats: Option<ExplainStats>,
+}
+
+/// Explanation requests of a model version, counted apart from inferences.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainStats {
+    #[serde(default)]
+    pub success: DurationStat,
+    #[serde(default)]
+    pub fail: DurationStat,
 }
 
 /// `{"model_stats": [...]}`.
@@ -179,6 +192,7 @@ impl From<inference::ModelStatistics> for ModelStats {
             execution_count: m.execution_count,
             inference_stats: m.inference_stats.map(Into::into).unwrap_or_default(),
             batch_stats: m.batch_stats.into_iter().map(Into::into).collect(),
+            explain_stats: None,
         }
     }
 }
@@ -230,6 +244,7 @@ mod tests {
                     compute_infer: d(3, 2000),
                     compute_output: d(3, 40),
                 }],
+                explain_stats: None,
             }],
         }
     }
