@@ -3,6 +3,7 @@
 mod agent;
 mod infer;
 mod pull;
+mod router;
 mod serve;
 
 use anyhow::Result;
@@ -43,6 +44,8 @@ enum Command {
     Agent(Box<agent::Args>),
     /// Fetch a model from a storage URI into a directory.
     Pull(pull::Args),
+    /// Run the gateway alone: weighted routes to V2 servers from a routes file.
+    Router(router::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::Infer(args) => infer::run(args),
         Command::Agent(args) => agent::run(*args),
         Command::Pull(args) => pull::run(args),
+        Command::Router(args) => router::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
