@@ -59,18 +59,24 @@ impl FromStr for Timestamp {
     fn from_str(s: &str) -> Result<Timestamp, ParseTimestampError> {
         let err = || ParseTimestampError { input: s.to_owned() };
         let b = s.as_bytes();
-        if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        if !s.is_ascii()
+            || b.len() < 20
+            || b[4] != b'-'
+            || b[7] != b'-'
+            || b[10] != b'T'
+            || b[13] != b':'
+        {
             return Err(err());
         }
         if b[16] != b':' || b[b.len() - 1] != b'Z' {
             return Err(err());
         }
         let rest = &s[19..s.len() - 1];
-        if !rest.is_empty()
-            && !(rest.starts_with('.')
+        let fraction_ok = rest.is_empty()
+            || (rest.starts_with('.')
                 && rest.len() > 1
-                && rest[1..].bytes().all(|c| c.is_ascii_digit()))
-        {
+                && rest[1..].bytes().all(|c| c.is_ascii_digit()));
+        if !fraction_ok {
             return Err(err());
         }
         let num = |r: std::ops::Range<usize>| -> Result<u64, ParseTimestampError> {
@@ -113,7 +119,7 @@ impl<'de> Deserialize<'de> for Timestamp {
 
 fn days_in_month(y: u64, m: u64) -> u64 {
     match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -169,6 +175,8 @@ mod tests {
             "2026-12-03T24:00:00Z",
             "2026-12-03T12:00:00.Z",
             "+026-12-03T12:00:00Z",
+            "2026-12-03T12:00:0\u{e9}Z",
+            "2026-12-03T12:00:00.\u{e9}Z",
         ] {
             let err = bad.parse::<Timestamp>().unwrap_err();
             assert!(err.to_string().starts_with("time "), "{bad}: {err}");

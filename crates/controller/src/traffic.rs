@@ -1,1 +1,0 @@
-//! Traffic plans and the status derived from (spec, revisions).
