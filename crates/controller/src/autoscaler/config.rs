@@ -148,19 +148,15 @@ impl AutoscalerConfig {
     /// Parses a ConfigMap's `data` (every value a string). `_example` (Knative's
     /// documentation key) is ignored.
     pub fn from_config_map(data: &BTreeMap<String, String>) -> Result<AutoscalerConfig> {
-        let raw = data
-            .iter()
-            .map(|(k, v)| (k.clone(), Raw::Str(v.clone())))
-            .collect::<Vec<_>>();
+        let raw = data.iter().map(|(k, v)| (k.clone(), Raw::Str(v.clone()))).collect::<Vec<_>>();
         Self::from_raw(raw)
     }
 
     /// Parses the `autoscaler:` section of `platform.yaml` (or any self-describing value:
     /// a `serde_yaml::Value`, a `serde_json::Value`, …).
     pub fn from_yaml_value<'de, D: Deserializer<'de>>(value: D) -> Result<AutoscalerConfig> {
-        let raw = value
-            .deserialize_any(RawMapVisitor)
-            .map_err(|e| Error::ConfigShape(e.to_string()))?;
+        let raw =
+            value.deserialize_any(RawMapVisitor).map_err(|e| Error::ConfigShape(e.to_string()))?;
         Self::from_raw(raw)
     }
 
@@ -585,9 +581,9 @@ pub(crate) fn parse_go_duration(text: &str) -> Result<SignedDuration, String> {
 pub(crate) fn format_duration(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
-    } else if d.as_nanos() % 1_000_000 == 0 {
+    } else if d.as_nanos().is_multiple_of(1_000_000) {
         format!("{}ms", d.as_millis())
-    } else if d.as_nanos() % 1_000 == 0 {
+    } else if d.as_nanos().is_multiple_of(1_000) {
         format!("{}us", d.as_micros())
     } else {
         format!("{}ns", d.as_nanos())
@@ -611,9 +607,9 @@ impl<'de> Visitor<'de> for RawMapVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut out = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value::<RawValue>().map_err(|e| {
-                de::Error::custom(format_args!("{key}: {e}"))
-            })?;
+            let value = map
+                .next_value::<RawValue>()
+                .map_err(|e| de::Error::custom(format_args!("{key}: {e}")))?;
             out.push((key, value.0));
         }
         Ok(out)
@@ -806,9 +802,18 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("max-scale-up-rate", "not a float")], "max-scale-up-rate"),
             (&[("target-burst-capacity", "-11")], "target-burst-capacity"),
-            (&[("container-concurrency-target-percentage", "-42")], "container-concurrency-target-percentage"),
-            (&[("container-concurrency-target-percentage", "142.4")], "container-concurrency-target-percentage"),
-            (&[("requests-per-second-target-default", "-5.25")], "requests-per-second-target-default"),
+            (
+                &[("container-concurrency-target-percentage", "-42")],
+                "container-concurrency-target-percentage",
+            ),
+            (
+                &[("container-concurrency-target-percentage", "142.4")],
+                "container-concurrency-target-percentage",
+            ),
+            (
+                &[("requests-per-second-target-default", "-5.25")],
+                "requests-per-second-target-default",
+            ),
             (&[("max-scale-up-rate", "1")], "max-scale-up-rate"),
             (&[("max-scale-down-rate", "-55")], "max-scale-down-rate"),
             (&[("max-scale-down-rate", "1")], "max-scale-down-rate"),
@@ -820,7 +825,10 @@ mod tests {
             (&[("panic-window-percentage", "0.1")], "panic-window-percentage"),
             (&[("panic-window-percentage", "110")], "panic-window-percentage"),
             (
-                &[("container-concurrency-target-percentage", "1"), ("container-concurrency-target-default", "0.001")],
+                &[
+                    ("container-concurrency-target-percentage", "1"),
+                    ("container-concurrency-target-default", "0.001"),
+                ],
                 "container-concurrency-target-default",
             ),
             (&[("scale-to-zero-grace-period", "0s")], "scale-to-zero-grace-period"),
@@ -840,10 +848,7 @@ mod tests {
             let data: BTreeMap<String, String> =
                 pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             let e = AutoscalerConfig::from_config_map(&data).unwrap_err();
-            assert!(
-                matches!(&e, Error::Config { key: k, .. } if k == key),
-                "{pairs:?}: got {e}"
-            );
+            assert!(matches!(&e, Error::Config { key: k, .. } if k == key), "{pairs:?}: got {e}");
         }
         // A few of the messages in full.
         let e = err_text(json!({ "stable-window": "1s" }));

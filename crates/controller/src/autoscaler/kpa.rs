@@ -180,6 +180,10 @@ pub struct Autoscaler {
     last_ready: u32,
     last_in_flight: u32,
     last: Option<Decision>,
+    /// Knative's tests feed the decider from a fake metric client; the scenarios that
+    /// replay them set the stable and panic values here.
+    #[cfg(test)]
+    pub(crate) fake_observed: Option<(f64, f64)>,
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -218,6 +222,8 @@ impl Autoscaler {
             last_ready: 0,
             last_in_flight: 0,
             last: None,
+            #[cfg(test)]
+            fake_observed: None,
             epoch: now,
             spec,
         }
@@ -359,6 +365,10 @@ impl Autoscaler {
     }
 
     fn observed(&self, now: Instant) -> (f64, f64) {
+        #[cfg(test)]
+        if let Some(fake) = self.fake_observed {
+            return fake;
+        }
         let i = self.index(now);
         match self.spec.metric {
             ScaleMetric::Rps => (self.rps_stable.average(i), self.rps_panic.average(i)),
@@ -419,14 +429,14 @@ impl Autoscaler {
             reason = Reason::Panic;
         }
 
-        if self.reachable {
-            if let Some(delay) = self.delay.as_mut() {
-                delay.record(index_of(self.epoch, now, self.config.tick_interval), desired);
-                let held = delay.current();
-                if held != desired {
-                    desired = held;
-                    reason = Reason::ScaleDownDelay;
-                }
+        if self.reachable
+            && let Some(delay) = self.delay.as_mut()
+        {
+            delay.record(index_of(self.epoch, now, self.config.tick_interval), desired);
+            let held = delay.current();
+            if held != desired {
+                desired = held;
+                reason = Reason::ScaleDownDelay;
             }
         }
 
@@ -440,10 +450,8 @@ impl Autoscaler {
 
         // 2. The KPA scaler: bounds, initial scale, scale to zero.
         let (want, apply, reason) = self.scale(now, desired, reason);
-        if apply {
-            if let Some(w) = want {
-                self.applied = w;
-            }
+        if apply && let Some(w) = want {
+            self.applied = w;
         }
 
         // 3. Whether the router must stay in the path (SKS mode): only a revision that wants
@@ -522,8 +530,11 @@ impl Autoscaler {
             Activity::Inactive => {
                 // The router is the activator and always able to take the traffic back, so
                 // Knative's activator probe always succeeds here.
-                let retention =
-                    if self.reachable { spec.scale_to_zero_pod_retention_period } else { Duration::ZERO };
+                let retention = if self.reachable {
+                    spec.scale_to_zero_pod_retention_period
+                } else {
+                    Duration::ZERO
+                };
                 let grace = self.config.scale_to_zero_grace_period;
                 if in_state >= grace.max(retention) {
                     return (Some(0), true, Reason::ScaledToZero);
@@ -583,7 +594,10 @@ impl Autoscaler {
                 if (ratio - 1.0).abs() <= HPA_TOLERANCE {
                     (ready, Reason::WithinTolerance)
                 } else {
-                    ((ratio * f64::from(ready)).ceil().min(f64::from(u32::MAX)) as u32, Reason::Utilization)
+                    (
+                        (ratio * f64::from(ready)).ceil().min(f64::from(u32::MAX)) as u32,
+                        Reason::Utilization,
+                    )
                 }
             }
         };

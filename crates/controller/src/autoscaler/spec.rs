@@ -58,10 +58,7 @@ const SPELLINGS: &[&[&str]] = &[
     &[PANIC_THRESHOLD_PERCENTAGE, "autoscaling.knative.dev/panicThresholdPercentage"],
     &[SCALE_DOWN_DELAY, "autoscaling.knative.dev/scaleDownDelay"],
     &[TARGET_BURST_CAPACITY, "autoscaling.knative.dev/targetBurstCapacity"],
-    &[
-        SCALE_TO_ZERO_POD_RETENTION_PERIOD,
-        "autoscaling.knative.dev/scaleToZeroPodRetentionPeriod",
-    ],
+    &[SCALE_TO_ZERO_POD_RETENTION_PERIOD, "autoscaling.knative.dev/scaleToZeroPodRetentionPeriod"],
     &[METRIC_AGGREGATION_ALGORITHM, "autoscaling.knative.dev/metricAggregationAlgorithm"],
 ];
 
@@ -243,7 +240,8 @@ impl ScalingSpec {
                 };
                 if let Some(t) = annotation_target {
                     // Never aim above what containerConcurrency lets a replica take.
-                    total = if metric == ScaleMetric::Concurrency && cc > 0.0 { t.min(cc) } else { t };
+                    total =
+                        if metric == ScaleMetric::Concurrency && cc > 0.0 { t.min(cc) } else { t };
                 }
                 if let Some(tu) = float(TARGET_UTILIZATION_PERCENTAGE) {
                     utilization = tu / 100.0;
@@ -258,9 +256,8 @@ impl ScalingSpec {
         let panic_window = Duration::from_secs(
             (stable_window.as_secs_f64() * panic_pct / 100.0).round().max(1.0) as u64,
         );
-        let panic_threshold = float(PANIC_THRESHOLD_PERCENTAGE)
-            .unwrap_or(config.panic_threshold_percentage)
-            / 100.0;
+        let panic_threshold =
+            float(PANIC_THRESHOLD_PERCENTAGE).unwrap_or(config.panic_threshold_percentage) / 100.0;
 
         let min_scale = int(MIN_SCALE).unwrap_or(config.min_scale);
         let max_scale = int(MAX_SCALE).unwrap_or(config.max_scale);
@@ -343,13 +340,11 @@ fn merge_component(
         if max < 0 {
             return Err(field("maxReplicas", format!("{max} must be at least 0")));
         }
-        if let Some(min) = c.min_replicas {
-            if max > 0 && max < min {
-                return Err(field(
-                    "maxReplicas",
-                    format!("{max} is less than minReplicas {min}"),
-                ));
-            }
+        if let Some(min) = c.min_replicas
+            && max > 0
+            && max < min
+        {
+            return Err(field("maxReplicas", format!("{max} is less than minReplicas {min}")));
         }
         if max > 0 {
             set(spellings(MAX_SCALE), max.to_string());
@@ -364,10 +359,10 @@ fn merge_component(
     if let Some(metric) = c.scale_metric {
         set(spellings(METRIC), metric.as_str().to_string());
     }
-    if let Some(cc) = c.container_concurrency {
-        if cc < 0 {
-            return Err(field("containerConcurrency", format!("{cc} must be at least 0")));
-        }
+    if let Some(cc) = c.container_concurrency
+        && cc < 0
+    {
+        return Err(field("containerConcurrency", format!("{cc} must be at least 0")));
     }
     Ok(anns)
 }
@@ -376,13 +371,14 @@ fn merge_component(
 fn validate_annotations(config: &AutoscalerConfig, anns: &BTreeMap<String, String>) -> Result<()> {
     // Class: any *.knative.dev class other than KPA and HPA is a typo.
     let class = lookup(anns, CLASS);
-    if let Some((k, v)) = class {
-        if v != KPA_CLASS && v != HPA_CLASS {
-            return Err(annotation(
-                k,
-                format!("{v:?} is not supported, use {KPA_CLASS} or {HPA_CLASS}"),
-            ));
-        }
+    if let Some((k, v)) = class
+        && v != KPA_CLASS
+        && v != HPA_CLASS
+    {
+        return Err(annotation(
+            k,
+            format!("{v:?} is not supported, use {KPA_CLASS} or {HPA_CLASS}"),
+        ));
     }
 
     // min-scale / max-scale / activation-scale.
@@ -417,10 +413,16 @@ fn validate_annotations(config: &AutoscalerConfig, anns: &BTreeMap<String, Strin
     if let Some((k, v)) = lookup(anns, ACTIVATION_SCALE) {
         let n = v.trim().parse::<i32>().map_err(|_| invalid(k, v))?;
         if i64::from(min) > i64::from(n) {
-            return Err(annotation(k, format!("min-scale={min} is greater than activation-scale={n}")));
+            return Err(annotation(
+                k,
+                format!("min-scale={min} is greater than activation-scale={n}"),
+            ));
         }
         if max != 0 && i64::from(max) < i64::from(n) {
-            return Err(annotation(k, format!("max-scale={max} is less than activation-scale={n}")));
+            return Err(annotation(
+                k,
+                format!("max-scale={max} is less than activation-scale={n}"),
+            ));
         }
         if n < 2 {
             return Err(annotation(k, format!("activation-scale={n} must be greater than 1")));
@@ -437,30 +439,30 @@ fn validate_annotations(config: &AutoscalerConfig, anns: &BTreeMap<String, Strin
             },
         }
     };
-    if let Some((k, v, f)) = float(PANIC_WINDOW_PERCENTAGE)? {
-        if !(PANIC_WINDOW_PERCENTAGE_MIN..=PANIC_WINDOW_PERCENTAGE_MAX).contains(&f) {
-            return Err(out_of_bounds(k, v, PANIC_WINDOW_PERCENTAGE_MIN, PANIC_WINDOW_PERCENTAGE_MAX));
-        }
+    if let Some((k, v, f)) = float(PANIC_WINDOW_PERCENTAGE)?
+        && !(PANIC_WINDOW_PERCENTAGE_MIN..=PANIC_WINDOW_PERCENTAGE_MAX).contains(&f)
+    {
+        return Err(out_of_bounds(k, v, PANIC_WINDOW_PERCENTAGE_MIN, PANIC_WINDOW_PERCENTAGE_MAX));
     }
-    if let Some((k, v, f)) = float(PANIC_THRESHOLD_PERCENTAGE)? {
-        if !(PANIC_THRESHOLD_PERCENTAGE_MIN..=PANIC_THRESHOLD_PERCENTAGE_MAX).contains(&f) {
-            return Err(out_of_bounds(
-                k,
-                v,
-                PANIC_THRESHOLD_PERCENTAGE_MIN,
-                PANIC_THRESHOLD_PERCENTAGE_MAX,
-            ));
-        }
+    if let Some((k, v, f)) = float(PANIC_THRESHOLD_PERCENTAGE)?
+        && !(PANIC_THRESHOLD_PERCENTAGE_MIN..=PANIC_THRESHOLD_PERCENTAGE_MAX).contains(&f)
+    {
+        return Err(out_of_bounds(
+            k,
+            v,
+            PANIC_THRESHOLD_PERCENTAGE_MIN,
+            PANIC_THRESHOLD_PERCENTAGE_MAX,
+        ));
     }
-    if let Some((k, v, f)) = float(TARGET)? {
-        if f < TARGET_MIN {
-            return Err(annotation(k, format!("target {v} should be at least {TARGET_MIN}")));
-        }
+    if let Some((k, v, f)) = float(TARGET)?
+        && f < TARGET_MIN
+    {
+        return Err(annotation(k, format!("target {v} should be at least {TARGET_MIN}")));
     }
-    if let Some((k, v, f)) = float(TARGET_UTILIZATION_PERCENTAGE)? {
-        if !(1.0..=100.0).contains(&f) {
-            return Err(out_of_bounds(k, v, 1, 100));
-        }
+    if let Some((k, v, f)) = float(TARGET_UTILIZATION_PERCENTAGE)?
+        && !(1.0..=100.0).contains(&f)
+    {
+        return Err(out_of_bounds(k, v, 1, 100));
     }
     if let Some((k, v)) = lookup(anns, TARGET_BURST_CAPACITY) {
         match v.trim().parse::<f64>() {
@@ -468,7 +470,9 @@ fn validate_annotations(config: &AutoscalerConfig, anns: &BTreeMap<String, Strin
             _ => {
                 return Err(annotation(
                     k,
-                    format!("invalid value {v:?}: must be either non-negative or -1 (for unlimited)"),
+                    format!(
+                        "invalid value {v:?}: must be either non-negative or -1 (for unlimited)"
+                    ),
                 ));
             }
         }
@@ -489,16 +493,21 @@ fn validate_annotations(config: &AutoscalerConfig, anns: &BTreeMap<String, Strin
     };
     if let Some((k, v, d)) = duration(WINDOW)? {
         if d < WINDOW_MIN || d > WINDOW_MAX {
-            return Err(out_of_bounds(k, v, format_duration(WINDOW_MIN), format_duration(WINDOW_MAX)));
+            return Err(out_of_bounds(
+                k,
+                v,
+                format_duration(WINDOW_MIN),
+                format_duration(WINDOW_MAX),
+            ));
         }
         if d.subsec_nanos() != 0 {
             return Err(annotation(k, "must be specified with at most second precision".into()));
         }
     }
-    if let Some((k, v, d)) = duration(SCALE_TO_ZERO_POD_RETENTION_PERIOD)? {
-        if d > WINDOW_MAX {
-            return Err(out_of_bounds(k, v, "0s", format_duration(WINDOW_MAX)));
-        }
+    if let Some((k, v, d)) = duration(SCALE_TO_ZERO_POD_RETENTION_PERIOD)?
+        && d > WINDOW_MAX
+    {
+        return Err(out_of_bounds(k, v, "0s", format_duration(WINDOW_MAX)));
     }
     if let Some((k, v, d)) = duration(SCALE_DOWN_DELAY)? {
         if d > WINDOW_MAX {
@@ -519,16 +528,18 @@ fn validate_annotations(config: &AutoscalerConfig, anns: &BTreeMap<String, Strin
         if !ok {
             return Err(annotation(
                 k,
-                format!("invalid value {m:?}: the {class} class takes concurrency, rps, cpu or memory"),
+                format!(
+                    "invalid value {m:?}: the {class} class takes concurrency, rps, cpu or memory"
+                ),
             ));
         }
     }
 
     // Aggregation algorithm.
-    if let Some((k, v)) = lookup(anns, METRIC_AGGREGATION_ALGORITHM) {
-        if !matches!(v, "linear" | "weighted-exponential" | "weightedExponential") {
-            return Err(invalid(k, v));
-        }
+    if let Some((k, v)) = lookup(anns, METRIC_AGGREGATION_ALGORITHM)
+        && !matches!(v, "linear" | "weighted-exponential" | "weightedExponential")
+    {
+        return Err(invalid(k, v));
     }
 
     // Initial scale.
@@ -540,7 +551,9 @@ fn validate_annotations(config: &AutoscalerConfig, anns: &BTreeMap<String, Strin
         if n == 0 && !config.allow_zero_initial_scale {
             return Err(annotation(
                 k,
-                format!("invalid value {v:?}: 0 not allowed by cluster (allow-zero-initial-scale is false)"),
+                format!(
+                    "invalid value {v:?}: 0 not allowed by cluster (allow-zero-initial-scale is false)"
+                ),
             ));
         }
     }
@@ -602,7 +615,11 @@ mod tests {
         let s = spec(cc(10), &[(METRIC, "rps"), (TARGET, "50")]).unwrap();
         assert!((s.target - 35.0).abs() < 1e-9);
         // The floor of every target.
-        let s = spec(ComponentScaling::default(), &[(TARGET, "0.01"), (TARGET_UTILIZATION_PERCENTAGE, "1")]).unwrap();
+        let s = spec(
+            ComponentScaling::default(),
+            &[(TARGET, "0.01"), (TARGET_UTILIZATION_PERCENTAGE, "1")],
+        )
+        .unwrap();
         assert_eq!(s.target, TARGET_MIN);
     }
 
@@ -615,7 +632,11 @@ mod tests {
             scale_metric: Some(ScaleMetric::Rps),
             container_concurrency: None,
         };
-        let s = spec(c, &[(MIN_SCALE, "1"), ("autoscaling.knative.dev/maxScale", "9"), (METRIC, "concurrency")]).unwrap();
+        let s = spec(
+            c,
+            &[(MIN_SCALE, "1"), ("autoscaling.knative.dev/maxScale", "9"), (METRIC, "concurrency")],
+        )
+        .unwrap();
         assert_eq!((s.min_scale, s.max_scale, s.metric), (2, 5, ScaleMetric::Rps));
         assert!((s.target - 7.0).abs() < 1e-9);
         // maxReplicas 0 means unset, as in KServe: the annotation stays.
@@ -644,17 +665,27 @@ mod tests {
         assert_eq!(s.scale_down_delay, Duration::from_secs(30));
         assert_eq!(s.target_burst_capacity, -1.0);
         // The new spelling wins when both are there.
-        let s = spec(ComponentScaling::default(), &[(MIN_SCALE, "2"), ("autoscaling.knative.dev/minScale", "1")]).unwrap();
+        let s = spec(
+            ComponentScaling::default(),
+            &[(MIN_SCALE, "2"), ("autoscaling.knative.dev/minScale", "1")],
+        )
+        .unwrap();
         assert_eq!(s.min_scale, 2);
     }
 
     #[test]
     fn windows_and_utilisation_metrics() {
-        let s = spec(ComponentScaling::default(), &[(WINDOW, "2m"), (PANIC_WINDOW_PERCENTAGE, "1")]).unwrap();
+        let s =
+            spec(ComponentScaling::default(), &[(WINDOW, "2m"), (PANIC_WINDOW_PERCENTAGE, "1")])
+                .unwrap();
         assert_eq!(s.stable_window, Duration::from_secs(120));
         // 1.2 s rounds to 1 s.
         assert_eq!(s.panic_window, Duration::from_secs(1));
-        let c = ComponentScaling { scale_metric: Some(ScaleMetric::Cpu), scale_target: Some(60), ..Default::default() };
+        let c = ComponentScaling {
+            scale_metric: Some(ScaleMetric::Cpu),
+            scale_target: Some(60),
+            ..Default::default()
+        };
         let s = spec(c, &[]).unwrap();
         assert_eq!((s.class, s.metric, s.target), (AutoscalerClass::Hpa, ScaleMetric::Cpu, 60.0));
         let s = spec(ComponentScaling::default(), &[(CLASS, HPA_CLASS)]).unwrap();
@@ -677,50 +708,137 @@ mod tests {
     #[test]
     fn annotations_are_validated_with_knatives_bounds() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[(MIN_SCALE, "-1")], "annotation autoscaling.knative.dev/min-scale: expected 0 <= -1 <= 2147483647"),
-            (&[(MIN_SCALE, "many")], "annotation autoscaling.knative.dev/min-scale: invalid value \"many\""),
-            (&[("autoscaling.knative.dev/maxScale", "-2")], "annotation autoscaling.knative.dev/maxScale: expected 0 <= -2 <= 2147483647"),
-            (&[(MIN_SCALE, "5"), (MAX_SCALE, "2")], "annotation autoscaling.knative.dev/max-scale: max-scale=2 is less than min-scale=5"),
-            (&[(ACTIVATION_SCALE, "1")], "annotation autoscaling.knative.dev/activation-scale: activation-scale=1 must be greater than 1"),
-            (&[(MIN_SCALE, "3"), (ACTIVATION_SCALE, "2")], "annotation autoscaling.knative.dev/activation-scale: min-scale=3 is greater than activation-scale=2"),
-            (&[(MAX_SCALE, "3"), (ACTIVATION_SCALE, "4")], "annotation autoscaling.knative.dev/activation-scale: max-scale=3 is less than activation-scale=4"),
-            (&[(PANIC_WINDOW_PERCENTAGE, "0.5")], "annotation autoscaling.knative.dev/panic-window-percentage: expected 1 <= 0.5 <= 100"),
-            (&[(PANIC_THRESHOLD_PERCENTAGE, "105")], "annotation autoscaling.knative.dev/panic-threshold-percentage: expected 110 <= 105 <= 1000"),
-            (&[(PANIC_THRESHOLD_PERCENTAGE, "fifty")], "annotation autoscaling.knative.dev/panic-threshold-percentage: invalid value \"fifty\""),
-            (&[(TARGET, "0.001")], "annotation autoscaling.knative.dev/target: target 0.001 should be at least 0.01"),
-            (&[(TARGET_UTILIZATION_PERCENTAGE, "101")], "annotation autoscaling.knative.dev/target-utilization-percentage: expected 1 <= 101 <= 100"),
-            (&[(TARGET_BURST_CAPACITY, "-2")], "annotation autoscaling.knative.dev/target-burst-capacity: invalid value \"-2\": must be either non-negative or -1 (for unlimited)"),
-            (&[(WINDOW, "5s")], "annotation autoscaling.knative.dev/window: expected 6s <= 5s <= 3600s"),
-            (&[(WINDOW, "61500ms")], "annotation autoscaling.knative.dev/window: must be specified with at most second precision"),
-            (&[(WINDOW, "soon")], "annotation autoscaling.knative.dev/window: invalid value \"soon\""),
-            (&[(SCALE_DOWN_DELAY, "-5s")], "annotation autoscaling.knative.dev/scale-down-delay: expected 0s <= -5s <= 3600s"),
-            (&[(SCALE_DOWN_DELAY, "2h")], "annotation autoscaling.knative.dev/scale-down-delay: expected 0s <= 2h <= 3600s"),
-            (&[(SCALE_DOWN_DELAY, "1500ms")], "annotation autoscaling.knative.dev/scale-down-delay: must be specified with at most second precision"),
-            (&[(SCALE_TO_ZERO_POD_RETENTION_PERIOD, "2h")], "annotation autoscaling.knative.dev/scale-to-zero-pod-retention-period: expected 0s <= 2h <= 3600s"),
-            (&[(METRIC, "latency")], "annotation autoscaling.knative.dev/metric: invalid value \"latency\": the kpa.autoscaling.knative.dev class takes concurrency, rps, cpu or memory"),
-            (&[(CLASS, "xpa.autoscaling.knative.dev")], "annotation autoscaling.knative.dev/class: \"xpa.autoscaling.knative.dev\" is not supported, use kpa.autoscaling.knative.dev or hpa.autoscaling.knative.dev"),
-            (&[(METRIC_AGGREGATION_ALGORITHM, "median")], "annotation autoscaling.knative.dev/metric-aggregation-algorithm: invalid value \"median\""),
-            (&[(INITIAL_SCALE, "-1")], "annotation autoscaling.knative.dev/initial-scale: invalid value \"-1\": must be at least 0"),
+            (
+                &[(MIN_SCALE, "-1")],
+                "annotation autoscaling.knative.dev/min-scale: expected 0 <= -1 <= 2147483647",
+            ),
+            (
+                &[(MIN_SCALE, "many")],
+                "annotation autoscaling.knative.dev/min-scale: invalid value \"many\"",
+            ),
+            (
+                &[("autoscaling.knative.dev/maxScale", "-2")],
+                "annotation autoscaling.knative.dev/maxScale: expected 0 <= -2 <= 2147483647",
+            ),
+            (
+                &[(MIN_SCALE, "5"), (MAX_SCALE, "2")],
+                "annotation autoscaling.knative.dev/max-scale: max-scale=2 is less than min-scale=5",
+            ),
+            (
+                &[(ACTIVATION_SCALE, "1")],
+                "annotation autoscaling.knative.dev/activation-scale: activation-scale=1 must be greater than 1",
+            ),
+            (
+                &[(MIN_SCALE, "3"), (ACTIVATION_SCALE, "2")],
+                "annotation autoscaling.knative.dev/activation-scale: min-scale=3 is greater than activation-scale=2",
+            ),
+            (
+                &[(MAX_SCALE, "3"), (ACTIVATION_SCALE, "4")],
+                "annotation autoscaling.knative.dev/activation-scale: max-scale=3 is less than activation-scale=4",
+            ),
+            (
+                &[(PANIC_WINDOW_PERCENTAGE, "0.5")],
+                "annotation autoscaling.knative.dev/panic-window-percentage: expected 1 <= 0.5 <= 100",
+            ),
+            (
+                &[(PANIC_THRESHOLD_PERCENTAGE, "105")],
+                "annotation autoscaling.knative.dev/panic-threshold-percentage: expected 110 <= 105 <= 1000",
+            ),
+            (
+                &[(PANIC_THRESHOLD_PERCENTAGE, "fifty")],
+                "annotation autoscaling.knative.dev/panic-threshold-percentage: invalid value \"fifty\"",
+            ),
+            (
+                &[(TARGET, "0.001")],
+                "annotation autoscaling.knative.dev/target: target 0.001 should be at least 0.01",
+            ),
+            (
+                &[(TARGET_UTILIZATION_PERCENTAGE, "101")],
+                "annotation autoscaling.knative.dev/target-utilization-percentage: expected 1 <= 101 <= 100",
+            ),
+            (
+                &[(TARGET_BURST_CAPACITY, "-2")],
+                "annotation autoscaling.knative.dev/target-burst-capacity: invalid value \"-2\": must be either non-negative or -1 (for unlimited)",
+            ),
+            (
+                &[(WINDOW, "5s")],
+                "annotation autoscaling.knative.dev/window: expected 6s <= 5s <= 3600s",
+            ),
+            (
+                &[(WINDOW, "61500ms")],
+                "annotation autoscaling.knative.dev/window: must be specified with at most second precision",
+            ),
+            (
+                &[(WINDOW, "soon")],
+                "annotation autoscaling.knative.dev/window: invalid value \"soon\"",
+            ),
+            (
+                &[(SCALE_DOWN_DELAY, "-5s")],
+                "annotation autoscaling.knative.dev/scale-down-delay: expected 0s <= -5s <= 3600s",
+            ),
+            (
+                &[(SCALE_DOWN_DELAY, "2h")],
+                "annotation autoscaling.knative.dev/scale-down-delay: expected 0s <= 2h <= 3600s",
+            ),
+            (
+                &[(SCALE_DOWN_DELAY, "1500ms")],
+                "annotation autoscaling.knative.dev/scale-down-delay: must be specified with at most second precision",
+            ),
+            (
+                &[(SCALE_TO_ZERO_POD_RETENTION_PERIOD, "2h")],
+                "annotation autoscaling.knative.dev/scale-to-zero-pod-retention-period: expected 0s <= 2h <= 3600s",
+            ),
+            (
+                &[(METRIC, "latency")],
+                "annotation autoscaling.knative.dev/metric: invalid value \"latency\": the kpa.autoscaling.knative.dev class takes concurrency, rps, cpu or memory",
+            ),
+            (
+                &[(CLASS, "xpa.autoscaling.knative.dev")],
+                "annotation autoscaling.knative.dev/class: \"xpa.autoscaling.knative.dev\" is not supported, use kpa.autoscaling.knative.dev or hpa.autoscaling.knative.dev",
+            ),
+            (
+                &[(METRIC_AGGREGATION_ALGORITHM, "median")],
+                "annotation autoscaling.knative.dev/metric-aggregation-algorithm: invalid value \"median\"",
+            ),
+            (
+                &[(INITIAL_SCALE, "-1")],
+                "annotation autoscaling.knative.dev/initial-scale: invalid value \"-1\": must be at least 0",
+            ),
         ];
         for (anns, want) in cases {
             assert_eq!(err(anns), *want, "{anns:?}");
         }
         let limited = AutoscalerConfig { max_scale_limit: 10, max_scale: 5, ..Default::default() };
         let e = spec_with(&limited, ComponentScaling::default(), &[(MAX_SCALE, "11")]).unwrap_err();
-        assert_eq!(e.to_string(), "annotation autoscaling.knative.dev/max-scale: expected 1 <= 11 <= 10");
+        assert_eq!(
+            e.to_string(),
+            "annotation autoscaling.knative.dev/max-scale: expected 1 <= 11 <= 10"
+        );
         let e = spec_with(&limited, ComponentScaling::default(), &[(MAX_SCALE, "0")]).unwrap_err();
-        assert_eq!(e.to_string(), "annotation autoscaling.knative.dev/max-scale: max-scale=0 (unlimited), must be less than 10");
+        assert_eq!(
+            e.to_string(),
+            "annotation autoscaling.knative.dev/max-scale: max-scale=0 (unlimited), must be less than 10"
+        );
     }
 
     #[test]
     fn component_fields_are_checked() {
-        let e = spec(ComponentScaling { min_replicas: Some(-1), ..Default::default() }, &[]).unwrap_err();
+        let e = spec(ComponentScaling { min_replicas: Some(-1), ..Default::default() }, &[])
+            .unwrap_err();
         assert_eq!(e.to_string(), "minReplicas: -1 must be at least 0");
-        let e = spec(ComponentScaling { min_replicas: Some(3), max_replicas: Some(2), ..Default::default() }, &[]).unwrap_err();
+        let e = spec(
+            ComponentScaling { min_replicas: Some(3), max_replicas: Some(2), ..Default::default() },
+            &[],
+        )
+        .unwrap_err();
         assert_eq!(e.to_string(), "maxReplicas: 2 is less than minReplicas 3");
-        let e = spec(ComponentScaling { scale_target: Some(0), ..Default::default() }, &[]).unwrap_err();
+        let e = spec(ComponentScaling { scale_target: Some(0), ..Default::default() }, &[])
+            .unwrap_err();
         assert_eq!(e.to_string(), "scaleTarget: 0 must be at least 1");
         let e = "latency".parse::<ScaleMetric>().unwrap_err();
-        assert_eq!(e.to_string(), "scaleMetric: \"latency\" is not one of concurrency, rps, cpu, memory");
+        assert_eq!(
+            e.to_string(),
+            "scaleMetric: \"latency\" is not one of concurrency, rps, cpu, memory"
+        );
     }
 }

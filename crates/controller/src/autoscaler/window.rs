@@ -190,11 +190,11 @@ impl MaxWindow {
             self.maxima.pop_front();
         }
         // Two values at one index: keep the larger.
-        if let Some(&(i, v)) = self.maxima.back() {
-            if i == index {
-                value = value.max(v);
-                self.maxima.pop_back();
-            }
+        if let Some(&(i, v)) = self.maxima.back()
+            && i == index
+        {
+            value = value.max(v);
+            self.maxima.pop_back();
         }
         self.maxima.push_back((index, value));
     }
