@@ -1,5 +1,6 @@
 //! The Python environment with real V2 clients (NVIDIA's `tritonclient`) that the
-//! integration tests drive the server with.
+//! integration tests drive the server with, and `shap`, which the explanations are checked
+//! against.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use xshell::Shell;
 pub const REQUIREMENTS: &str = "\
 tritonclient[http,grpc]==2.73.0
 numpy==2.2.6
+shap==0.51.0
 ";
 
 /// Ensures the venv exists; returns its python.
