@@ -55,7 +55,9 @@ pub fn run(args: Args) -> Result<()> {
     let poll = Duration::try_from_secs_f64(routes_poll_interval)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| anyhow::anyhow!("--routes-poll-interval must be a positive number of seconds"))?;
+        .ok_or_else(|| {
+            anyhow::anyhow!("--routes-poll-interval must be a positive number of seconds")
+        })?;
     let table = standalone::load(&routes)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     runtime.enable_all();
@@ -64,7 +66,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let runtime = runtime.build().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let config = RouterConfig { domain, queue_depth, max_body_bytes, ..RouterConfig::default() };
+        let config =
+            RouterConfig { domain, queue_depth, max_body_bytes, ..RouterConfig::default() };
         let (router, mut events) = Router::new(config);
         router.update(&table)?;
         // Standalone mode has no autoscaler: the events are only logged.

@@ -1,5 +1,6 @@
 //! Integration tests of the `oxserve` binary: real processes on ephemeral loopback ports.
 
 mod python;
+mod router;
 mod serve;
 mod support;
