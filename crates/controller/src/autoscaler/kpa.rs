@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::config::AutoscalerConfig;
 use super::spec::{AutoscalerClass, ScaleMetric, ScalingSpec};
 use super::window::{Buckets, MaxWindow};
-use crate::metrics::RevisionSample;
+use crate::metrics::{RevisionSample, RouterEvent};
 
 /// The HPA's tolerance: no change while the usage ratio is within 10 % of 1 (Kubernetes'
 /// `--horizontal-pod-autoscaler-tolerance` default).
@@ -299,6 +299,31 @@ impl Autoscaler {
     /// value: `initial-scale × total − target-burst-capacity`).
     pub fn excess_burst_capacity(&self) -> i64 {
         self.excess_burst_capacity
+    }
+
+    /// How many router replicas (activators) the revision's capacity and burst need, at least
+    /// two: `ceil((ready × total + max(tbc, 0)) / activator-capacity)` (Knative's
+    /// `computeNumActivators`; with `target-burst-capacity` 0 the minimum).
+    pub fn activators(&self, ready: u32) -> u32 {
+        const MIN_ACTIVATORS: f64 = 2.0;
+        let tbc = self.spec.target_burst_capacity;
+        if tbc == 0.0 {
+            return MIN_ACTIVATORS as u32;
+        }
+        let capacity = f64::from(ready) * self.spec.total + tbc.max(0.0);
+        (capacity / self.config.activator_capacity).ceil().max(MIN_ACTIVATORS) as u32
+    }
+
+    /// Feeds one router event: a sample is recorded (no decision), an activation decides at
+    /// once. The caller routes events by revision.
+    pub fn on_event(&mut self, event: &RouterEvent) -> Option<Decision> {
+        match event {
+            RouterEvent::Sample(sample) => {
+                self.record(sample);
+                None
+            }
+            RouterEvent::Activation { at, .. } => Some(self.activate(*at)),
+        }
     }
 
     fn index(&self, t: Instant) -> i64 {

@@ -458,6 +458,47 @@ fn knative_multiscaler_create_ebc() {
     assert_eq!(Autoscaler::new(&config, spec, now).excess_burst_capacity(), -1);
 }
 
+// TestComputeActivatorNum (kpa_test.go): total 100, activator capacity 100.
+#[test]
+fn knative_compute_activator_num() {
+    let now = Instant::now();
+    let config = AutoscalerConfig::default();
+    for (name, pods, tbc, want) in [
+        ("default", 0, 200.0, 2),
+        ("1 pod", 1, 200.0, 3),
+        ("tbc = 0", 100, 0.0, 2),
+        ("tbc = -1", 5, -1.0, 5),
+        ("many pods", 15, 200.0, 17),
+    ] {
+        let spec =
+            ScalingSpec { total: 100.0, ..knative_spec(70.0, tbc, ScaleMetric::Concurrency) };
+        assert_eq!(Autoscaler::new(&config, spec, now).activators(pods), want, "{name}");
+    }
+}
+
+// Router events: a sample records, an activation decides at once.
+#[test]
+fn router_events_feed_the_autoscaler() {
+    use crate::metrics::RouterEvent;
+    let t0 = Instant::now();
+    let config = AutoscalerConfig::default();
+    let mut a = Autoscaler::new(&config, knative_spec(10.0, 0.0, ScaleMetric::Concurrency), t0);
+    let sample = RevisionSample {
+        revision: "r".into(),
+        at: t0 + Duration::from_secs(1),
+        interval: Duration::from_secs(1),
+        average_concurrency: 25.0,
+        requests: 25,
+    };
+    assert_eq!(a.on_event(&RouterEvent::Sample(sample)), None);
+    let d = a.tick(t0 + Duration::from_secs(2), 1, 0);
+    assert_eq!(d.stable_value, 25.0);
+    let at = t0 + Duration::from_secs(3);
+    let d = a.on_event(&RouterEvent::Activation { revision: "r".into(), at, queued: 1 }).unwrap();
+    assert_eq!(d.at, at);
+    assert!(d.desired >= 1);
+}
+
 // ---------------------------------------------------------------------------------------
 // Whole-revision scenarios: samples every second, a tick every two seconds.
 // ---------------------------------------------------------------------------------------
