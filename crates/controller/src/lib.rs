@@ -10,6 +10,7 @@ pub mod autoscaler;
 pub mod backend;
 pub mod local;
 pub mod metrics;
+pub mod platform;
 pub mod revision;
 pub mod routes;
 pub mod split;
