@@ -11,6 +11,8 @@
 //! - `cargo xtask bench trees` times oxserve's XGBoost/LightGBM evaluators against the
 //!   frameworks' own predict, in-process on one thread.
 //!
+//! - `cargo xtask bench router` measures what the router adds to a request (direct, routed
+//!   and through a bare hyper proxy) and its cold start through the activator.
 //! - `cargo xtask bench instructions` counts the user-space instructions per REST request
 //!   of oxserve and the bare ceiling with callgrind: stable figures on a busy machine.
 //!
@@ -20,6 +22,7 @@ mod batching;
 mod criterion;
 mod instructions;
 mod peers;
+mod router;
 mod server;
 mod trees;
 
@@ -48,6 +51,8 @@ enum BenchCommand {
     Trees(trees::Args),
     /// Count user-space instructions per REST request (callgrind), oxserve and the ceiling.
     Instructions(instructions::Args),
+    /// Measure what the router adds (direct vs routed vs a bare proxy) and its cold start.
+    Router(router::Args),
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
@@ -59,6 +64,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         BenchCommand::Batching(args) => batching::run(sh, args),
         BenchCommand::Trees(args) => trees::run(sh, args),
         BenchCommand::Instructions(args) => instructions::run(sh, args),
+        BenchCommand::Router(args) => router::run(sh, args),
     }
 }
 
