@@ -66,6 +66,7 @@
 //! `status`: [`status::ServiceStatus`]), [`Derived::record`], [`service_route`],
 //! [`canary_traffic_percent`]; the status types and condition-type constants in [`status`].
 
+mod api;
 mod route;
 pub mod status;
 
@@ -79,9 +80,10 @@ use crate::revision::{
 };
 pub use route::service_route;
 use status::{
-    ComponentStatus, Condition, ConditionStatus, INGRESS_READY, LATEST_DEPLOYMENT_READY,
-    PREDICTOR_READY, READY, ROUTES_READY, ServiceStatus, TrafficTarget, component_condition_types,
-    reason,
+    ComponentStatus, Condition, ConditionStatus, FailureInfo, INGRESS_READY,
+    LATEST_DEPLOYMENT_READY, MODEL_LOAD_FAILED, ModelRevisionStates, ModelState, ModelStatus,
+    PREDICTOR_READY, READY, ROUTES_READY, ServiceStatus, TrafficTarget, TransitionStatus,
+    component_condition_types, reason,
 };
 
 /// The annotation that turns the `latest` tag on (KServe's `EnableRoutingTagAnnotationKey`).
@@ -188,7 +190,7 @@ pub fn derive(service: &Service<'_>, revisions: &ServiceRevisions) -> Result<Der
         let planned = plan_component(service, component, canary, revisions.component(component));
         plan.components.insert(component, planned);
     }
-    let status = status_of(service, &plan);
+    let status = status_of(service, &plan, revisions);
     Ok(Derived { plan, status })
 }
 
@@ -528,7 +530,11 @@ fn ingress_condition(plan: &ServicePlan) -> Condition {
     condition(INGRESS_READY, ConditionStatus::True, None, None, at)
 }
 
-fn status_of(service: &Service<'_>, plan: &ServicePlan) -> ServiceStatus {
+fn status_of(
+    service: &Service<'_>,
+    plan: &ServicePlan,
+    revisions: &ServiceRevisions,
+) -> ServiceStatus {
     let mut conditions = Vec::new();
     let mut components = BTreeMap::new();
     for (&component, p) in &plan.components {
@@ -567,7 +573,42 @@ fn status_of(service: &Service<'_>, plan: &ServicePlan) -> ServiceStatus {
         && serves(Component::Predictor)
         && serves(Component::Transformer))
     .then(|| format!("http://{}", service.host()));
-    ServiceStatus { conditions, url, components }
+    let model_status = plan
+        .components
+        .get(&Component::Predictor)
+        .and_then(|p| Some((p, revisions.revision(p.latest_created.as_deref()?)?)))
+        .map(|(p, latest)| model_status(p, latest));
+    ServiceStatus { conditions, url, components, model_status }
+}
+
+/// KServe's `UpdateModelRevisionStates` over the predictor's latest created revision.
+fn model_status(plan: &ComponentPlan, latest: &Revision) -> ModelStatus {
+    use crate::revision::RevisionState::*;
+    let target = match latest.state() {
+        Created => ModelState::Pending,
+        Pulling | Loading => ModelState::Loading,
+        Ready => ModelState::Loaded,
+        Failed { .. } => ModelState::FailedToLoad,
+    };
+    let transition_status = match target {
+        ModelState::Pending | ModelState::Loading => TransitionStatus::InProgress,
+        ModelState::Loaded => TransitionStatus::UpToDate,
+        ModelState::FailedToLoad => TransitionStatus::BlockedByFailedLoad,
+    };
+    let active = if plan.traffic.is_empty() { ModelState::Pending } else { ModelState::Loaded };
+    ModelStatus {
+        transition_status,
+        states: Some(ModelRevisionStates {
+            active_model_state: active,
+            target_model_state: target,
+        }),
+        last_failure_info: latest.state().failure().map(|why| FailureInfo {
+            reason: MODEL_LOAD_FAILED.to_owned(),
+            message: why.to_owned(),
+            model_revision_name: latest.name.clone(),
+            time: latest.since(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,9 @@ pub const PREDICTOR_CONFIGURATION_READY: &str = "PredictorConfigurationReady";
 pub const TRANSFORMER_CONFIGURATION_READY: &str = "TransformerConfigurationReady";
 pub const EXPLAINER_CONFIGURATION_READY: &str = "ExplainerConfigurationReady";
 
+/// `modelStatus.lastFailureInfo.reason` of a revision that failed.
+pub const MODEL_LOAD_FAILED: &str = "ModelLoadFailed";
+
 /// The condition types of one component: (ready, route, configuration).
 pub fn component_condition_types(
     component: Component,
@@ -139,6 +142,63 @@ pub struct ServiceStatus {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub components: BTreeMap<Component, ComponentStatus>,
+    /// The predictor's model, from its latest created revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_status: Option<ModelStatus>,
+}
+
+/// `status.modelStatus` (KServe's `ModelStatus`, without `copies`: replica counts are not
+/// part of the derivation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStatus {
+    pub transition_status: TransitionStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub states: Option<ModelRevisionStates>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_info: Option<FailureInfo>,
+}
+
+/// `modelStatus.transitionStatus`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransitionStatus {
+    /// The latest created revision serves.
+    UpToDate,
+    /// The latest created revision is on its way.
+    InProgress,
+    /// The latest created revision failed; what served before keeps serving.
+    BlockedByFailedLoad,
+}
+
+/// `modelStatus.states`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelRevisionStates {
+    /// `Loaded` while some predictor revision serves, else `Pending`.
+    pub active_model_state: ModelState,
+    /// The latest created revision's model.
+    pub target_model_state: ModelState,
+}
+
+/// KServe's `ModelState`: `Created` → `Pending`, `Pulling`/`Loading` → `Loading`, `Ready` →
+/// `Loaded`, `Failed` → `FailedToLoad`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelState {
+    Pending,
+    Loading,
+    Loaded,
+    FailedToLoad,
+}
+
+/// `modelStatus.lastFailureInfo`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailureInfo {
+    /// Always `ModelLoadFailed`.
+    pub reason: String,
+    pub message: String,
+    pub model_revision_name: String,
+    pub time: Timestamp,
 }
 
 impl ServiceStatus {

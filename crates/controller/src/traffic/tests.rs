@@ -85,8 +85,14 @@ impl World {
         derived
     }
 
+    /// The status as JSON; `oxserve_api`'s status type, converted from it, writes the same.
     fn status(&mut self) -> Value {
-        serde_json::to_value(self.derive().status).unwrap()
+        let status = self.derive().status;
+        let ours = serde_json::to_value(&status).unwrap();
+        let api =
+            serde_json::to_value(oxserve_api::isvc::InferenceServiceStatus::from(&status)).unwrap();
+        assert_eq!(api, ours, "oxserve_api writes the status as derived");
+        ours
     }
 
     /// `(revision, percent, tag)` of the predictor's traffic.
@@ -141,6 +147,10 @@ fn all_true(at: u64) -> Value {
     ])
 }
 
+fn up_to_date() -> Value {
+    json!({"transitionStatus": "UpToDate", "states": {"activeModelState": "Loaded", "targetModelState": "Loaded"}})
+}
+
 /// First deploy: rev 1 is created, then ready; it takes 100 % and becomes the rolled-out one.
 fn deployed() -> World {
     let mut w = World::new();
@@ -186,6 +196,8 @@ fn first_deploy_while_loading() {
                 {"type": "RoutesReady", "status": "Unknown", "lastTransitionTime": ts(5), "reason": "PredictorRouteReady not ready"},
             ],
             "components": {"predictor": {"latestCreatedRevision": R1}},
+            "modelStatus": {"transitionStatus": "InProgress",
+                            "states": {"activeModelState": "Pending", "targetModelState": "Loading"}},
         })
     );
     let route = w.route(&HashMap::new(), &[]);
@@ -207,6 +219,7 @@ fn first_deploy() {
                 "traffic": [{"revisionName": R1, "latestRevision": true, "percent": 100}],
                 "url": "http://iris-predictor.default.example.com",
             }},
+            "modelStatus": up_to_date(),
         })
     );
 }
@@ -230,6 +243,7 @@ fn canary_splits_between_latest_ready_and_rolled_out() {
                 ],
                 "url": "http://iris-predictor.default.example.com",
             }},
+            "modelStatus": up_to_date(),
         })
     );
 }
@@ -250,6 +264,7 @@ fn promote() {
                 "traffic": [{"revisionName": R2, "latestRevision": true, "percent": 100}],
                 "url": "http://iris-predictor.default.example.com",
             }},
+            "modelStatus": up_to_date(),
         })
     );
 }
@@ -278,6 +293,7 @@ fn rollback_to_the_old_spec_is_a_new_revision_rolled_out_like_any_other() {
                 "traffic": [{"revisionName": R3, "latestRevision": true, "percent": 100}],
                 "url": "http://iris-predictor.default.example.com",
             }},
+            "modelStatus": up_to_date(),
         })
     );
     let revisions = &w.revisions.component(Component::Predictor).unwrap().revisions;
@@ -317,6 +333,12 @@ fn failed_canary_keeps_traffic_on_the_rolled_out_revision_and_says_why() {
                 ],
                 "url": "http://iris-predictor.default.example.com",
             }},
+            "modelStatus": json!({
+                "transitionStatus": "BlockedByFailedLoad",
+                "states": {"activeModelState": "Loaded", "targetModelState": "FailedToLoad"},
+                "lastFailureInfo": {"reason": "ModelLoadFailed", "message": "model file is not ONNX",
+                                    "modelRevisionName": R2, "time": ts(66)},
+            }),
         })
     );
     // Promoting a failed canary changes nothing either: it never takes traffic.
@@ -451,6 +473,7 @@ fn pinned_to_the_previous_revision_with_zero_percent() {
                 ],
                 "url": "http://iris-predictor.default.example.com",
             }},
+            "modelStatus": up_to_date(),
         })
     );
     let route = w.route(&HashMap::new(), &[]);
