@@ -2,6 +2,7 @@
 
 mod agent_env;
 mod bench;
+mod codegen;
 mod conformance;
 mod demo;
 mod fixtures;
@@ -38,6 +39,8 @@ enum Command {
     Bench(bench::Args),
     /// Run the V2 conformance suite against a server (--url) or a local peer (--peer).
     Conformance(conformance::Args),
+    /// Write the generated files (CRDs under kind/crds/); --check fails when one is stale.
+    Codegen(codegen::Args),
 }
 
 fn main() -> Result<()> {
@@ -51,6 +54,7 @@ fn main() -> Result<()> {
         Command::Fixtures => fixtures::run(&sh),
         Command::Bench(args) => bench::run(&sh, args),
         Command::Conformance(args) => conformance::run(&sh, args),
+        Command::Codegen(args) => codegen::run(args),
     }
 }
 

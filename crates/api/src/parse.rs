@@ -28,8 +28,7 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Resource>, ParseErrors> {
             }]));
         }
     };
-    for (i, value) in docs.into_iter().enumerate() {
-        let doc = i + 1;
+    for (doc, value) in docs {
         for (prefix, item) in expand_list(value) {
             match parse_value(item) {
                 Ok(resource) => resources.push(resource),
@@ -43,17 +42,17 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Resource>, ParseErrors> {
     if errors.is_empty() { Ok(resources) } else { Err(ParseErrors(errors)) }
 }
 
-/// Splits `text` into documents; empty YAML documents are skipped. On a syntax error, the
-/// 1-based document number and the parser's message.
-fn documents(text: &str) -> Result<Vec<Value>, (usize, String)> {
+/// Splits `text` into documents with their 1-based numbers; empty YAML documents are skipped
+/// (but counted). On a syntax error, the document number and the parser's message.
+fn documents(text: &str) -> Result<Vec<(usize, Value)>, (usize, String)> {
     let trimmed = text.trim_start();
     let mut docs = Vec::new();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
         for (i, value) in serde_json::Deserializer::from_str(text).into_iter::<Value>().enumerate() {
             let value = value.map_err(|e| (i + 1, format!("invalid JSON: {e}")))?;
             match value {
-                Value::Array(items) => docs.extend(items),
-                other => docs.push(other),
+                Value::Array(items) => docs.extend(items.into_iter().map(|v| (i + 1, v))),
+                other => docs.push((i + 1, other)),
             }
         }
         return Ok(docs);
@@ -61,7 +60,7 @@ fn documents(text: &str) -> Result<Vec<Value>, (usize, String)> {
     for (i, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
         let value = Value::deserialize(de).map_err(|e| (i + 1, format!("invalid YAML: {e}")))?;
         if !value.is_null() {
-            docs.push(value);
+            docs.push((i + 1, value));
         }
     }
     Ok(docs)
@@ -298,18 +297,28 @@ pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a
         .map(|(_, c)| c)
 }
 
+/// Edit distance counting an adjacent transposition as one edit (optimal string alignment).
 fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    prev[b.len()]
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 pub(crate) fn type_name(value: &Value) -> &'static str {
@@ -339,5 +348,6 @@ mod tests {
         assert_eq!(levenshtein("kitten", "sitting"), 3);
         assert_eq!(levenshtein("", "abc"), 3);
         assert_eq!(levenshtein("same", "same"), 0);
+        assert_eq!(levenshtein("paht", "path"), 1);
     }
 }

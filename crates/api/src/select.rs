@@ -132,7 +132,9 @@ pub fn select_runtime_at(predictor: &PredictorSpec, runtimes: &[ServingRuntime],
                     format!("{}: ServingRuntime \"{name}\" is disabled", conditions::RUNTIME_DISABLED),
                 );
             }
-            if !supports(&rt.spec, &format, true) {
+            let any_version = ModelFormat { version: None, ..format.clone() };
+            let checked = if name == BUILTIN_RUNTIME { &any_version } else { &format };
+            if !supports(&rt.spec, checked, true) {
                 return fail(
                     format!("{field}.runtime"),
                     format!(
@@ -168,7 +170,12 @@ pub fn select_runtime_at(predictor: &PredictorSpec, runtimes: &[ServingRuntime],
             });
             match candidates.first() {
                 Some(rt) => rt,
-                None if supports(&builtin.spec, &format, false) && speaks(&builtin.spec, protocol) => &builtin,
+                // The built-in runtime reads every version of its formats.
+                None if supports(&builtin.spec, &ModelFormat { version: None, ..format.clone() }, false)
+                    && speaks(&builtin.spec, protocol) =>
+                {
+                    &builtin
+                }
                 None => {
                     return fail(
                         field,
