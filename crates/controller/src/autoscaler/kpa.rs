@@ -129,8 +129,9 @@ pub struct Decision {
     pub at: Instant,
     /// The replicas the revision should run now.
     pub desired: u32,
-    /// What the decider recommends from the load alone, before bounds and the
-    /// scale-to-zero rules (Knative's `DesiredScale` of the Decider).
+    /// What the decider recommends from the load (and the requests in flight), before
+    /// `min-scale`/`max-scale`/`initial-scale` and the scale-to-zero rules (Knative's
+    /// Decider `DesiredScale`).
     pub recommended: u32,
     /// `ready × total − observed panic load − target-burst-capacity`, floored; −1 when
     /// `target-burst-capacity` is −1, 0 when it is 0. Negative: the router must keep

@@ -810,6 +810,34 @@ fn revision_cases() -> Vec<RevisionCase> {
                 ],
             )
         },
+        // scale-down-delay 60 s (30 ticks): three replicas for the load of 210 over 30 s;
+        // each lower decision waits until the larger ones have been out of the delay window
+        // for a minute, then the scale steps down by max-scale-down-rate.
+        RevisionCase {
+            annotations: &[
+                (ann::SCALE_DOWN_DELAY, "60s"),
+                (ann::PANIC_THRESHOLD_PERCENTAGE, "1000"),
+            ],
+            load: |s| if (1..=30).contains(&s) { (210.0, 210) } else { (0.0, 0) },
+            ..revision_case(
+                "TestAutoscalerScaleDownDelay (samples)",
+                vec![
+                    (4, want(3, Stable).panicking(false)),
+                    (42, want(3, Stable)),
+                    // 6300 / 45 buckets = 140: two replicas would do.
+                    (44, want(3, ScaleDownDelay)),
+                    (100, want(3, ScaleDownDelay)),
+                    (102, want(2, ScaleDownDelay)),
+                    (126, want(2, ScaleDownDelay)),
+                    // Two ready: the rate alone allows no lower than one.
+                    (128, want(1, ScaleDownRate)),
+                    (130, want(1, ScaleDownDelay)),
+                    (186, want(1, ScaleDownDelay)),
+                    (188, want(1, Deactivating).activity(Inactive)),
+                    (190, want(0, ScaledToZero)),
+                ],
+            )
+        },
         // EBC: ready × 100 − 211 − panic load decides whether the router stays in the path.
         RevisionCase {
             load: |_| (150.0, 150),
