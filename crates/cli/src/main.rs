@@ -1,6 +1,7 @@
 //! The `oxserve` binary: one command line for serving and using models.
 
 mod agent;
+mod apply;
 mod infer;
 mod pull;
 mod router;
@@ -44,6 +45,9 @@ enum Command {
     Agent(Box<agent::Args>),
     /// Fetch a model from a storage URI into a directory.
     Pull(pull::Args),
+    /// Apply InferenceServices, TrainedModels and ServingRuntimes from a manifest
+    /// (--dry-run: parse, default and validate only, no platform needed).
+    Apply(apply::Args),
     /// Run the gateway alone: weighted routes to V2 servers from a routes file.
     Router(router::Args),
 }
@@ -56,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Infer(args) => infer::run(args),
         Command::Agent(args) => agent::run(*args),
         Command::Pull(args) => pull::run(args),
+        Command::Apply(args) => apply::run(args),
         Command::Router(args) => router::run(args),
     };
     match result {

@@ -1,5 +1,6 @@
 //! Integration tests of the `oxserve` binary: real processes on ephemeral loopback ports.
 
+mod apply;
 mod python;
 mod router;
 mod serve;
