@@ -4,8 +4,10 @@ mod agent;
 mod apply;
 mod infer;
 mod pull;
+mod resources;
 mod router;
 mod serve;
+mod up;
 
 use anyhow::Result;
 
@@ -50,6 +52,16 @@ enum Command {
     Apply(apply::Args),
     /// Run the gateway alone: weighted routes to V2 servers from a routes file.
     Router(router::Args),
+    /// Run the whole platform on this machine: controller, router, autoscaler, api.
+    Up(up::Args),
+    /// List InferenceServices, TrainedModels or revisions.
+    Get(resources::GetArgs),
+    /// Show an InferenceService in detail: conditions, traffic, revisions.
+    Describe(resources::DescribeArgs),
+    /// Delete an InferenceService or a TrainedModel.
+    Delete(resources::DeleteArgs),
+    /// Print the replica logs of an InferenceService's revision.
+    Logs(resources::LogsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -62,6 +74,11 @@ fn main() -> std::process::ExitCode {
         Command::Pull(args) => pull::run(args),
         Command::Apply(args) => apply::run(args),
         Command::Router(args) => router::run(args),
+        Command::Up(args) => up::run(args),
+        Command::Get(args) => resources::get(args),
+        Command::Describe(args) => resources::describe(args),
+        Command::Delete(args) => resources::delete(args),
+        Command::Logs(args) => resources::logs(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
