@@ -1,7 +1,7 @@
 //! Traffic plans and the status derived from (spec, revisions, rollout bookkeeping).
 //!
 //! This is KFServing 0.5's "simplified canary rollout" as KServe implements it over Knative,
-//! folded into one pure function, [`derive`]. Per component:
+//! folded into one pure function, [`derive()`]. Per component:
 //!
 //! - **Plan** (KServe `ksvc_reconciler.go`, `createKnativeService`): with
 //!   `canaryTrafficPercent: P` and a revision already rolled out, the latest ready revision
@@ -22,7 +22,7 @@
 //!   and `canaryTrafficPercent` moves traffic off it while all of it still lands on it, the
 //!   rolled-out revision goes back to the previous one (so `canaryTrafficPercent: 0` after a
 //!   promotion pins the revision rolled out before). KServe settles these over successive
-//!   reconciles; [`derive`] iterates to the same fixed point at once. The share a failed
+//!   reconciles; [`derive()`] iterates to the same fixed point at once. The share a failed
 //!   `prev` loses to the latest revision is not a promotion: bookkeeping reads the plan,
 //!   not the fallback.
 //! - **Conditions** (Knative's Configuration/Route/Service, KServe's
@@ -62,9 +62,16 @@
 //! ```
 //!
 //! # Public API
-//! [`Service`], [`derive`] → [`Derived`] (`plan`: [`ServicePlan`] of [`ComponentPlan`]s,
+//! [`Service`], [`derive()`] → [`Derived`] (`plan`: [`ServicePlan`] of [`ComponentPlan`]s,
 //! `status`: [`status::ServiceStatus`]), [`Derived::record`], [`service_route`],
 //! [`canary_traffic_percent`]; the status types and condition-type constants in [`status`].
+//! `oxserve_api::isvc::InferenceServiceStatus: From<&status::ServiceStatus>` gives the API
+//! type, with the same JSON.
+//!
+//! The status also carries `modelStatus` (KServe's `UpdateModelRevisionStates` over the
+//! predictor's latest created revision: `InProgress` / `UpToDate` / `BlockedByFailedLoad`,
+//! and `lastFailureInfo` with the failure reason). Tag URLs follow Knative's default tag
+//! template on the component's host: `http://prev-NAME-predictor.NS.DOMAIN`.
 
 mod api;
 mod route;
@@ -147,7 +154,7 @@ pub struct ServicePlan {
     pub components: BTreeMap<Component, ComponentPlan>,
 }
 
-/// What [`derive`] returns.
+/// What [`derive()`] returns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Derived {
     pub plan: ServicePlan,

@@ -780,3 +780,76 @@ fn plan_swaps_under_concurrent_picks_stay_inside_the_current_plan() {
         assert!(picks >= 10_000);
     }
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Apply the predictor with one of three storage URIs and maybe a canary percent.
+        Apply(u8, Option<u32>),
+        /// Move revision `n` (modulo how many exist) to a state.
+        Move(usize, u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3, proptest::option::of(prop_oneof![Just(0u32), Just(100), 0u32..=100]))
+                .prop_map(|(u, c)| Op::Apply(u, c)),
+            (0usize..8, 0u8..4).prop_map(|(n, s)| Op::Move(n, s)),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens: traffic sums to 100 % (or is empty when nothing is ready), only
+        /// ready revisions carry traffic, the `latestRevision` entry is the latest ready
+        /// revision, conditions are sorted and unique, `Ready` means the latest created
+        /// revision serves, and deriving is idempotent (checked in `World::derive`).
+        #[test]
+        fn invariants_hold_over_any_history(ops in proptest::collection::vec(op(), 1..40)) {
+            let mut w = World::new();
+            w.apply(predictor("gs://models/iris/0", None));
+            for (i, op) in ops.into_iter().enumerate() {
+                w.at(i as u64 + 1);
+                match op {
+                    Op::Apply(uri, canary) => {
+                        w.apply(predictor(&format!("gs://models/iris/{uri}"), canary));
+                    }
+                    Op::Move(n, s) => {
+                        let names: Vec<String> = w.revisions.revisions().map(|r| r.name.clone()).collect();
+                        let name = &names[n % names.len()];
+                        let state = match s {
+                            0 => RevisionState::Pulling,
+                            1 => RevisionState::Loading,
+                            2 => RevisionState::Ready,
+                            _ => RevisionState::Failed { reason: "boom".into() },
+                        };
+                        let at = w.time();
+                        let _refused_moves_are_fine = w.revisions.transition(name, state, at);
+                    }
+                }
+                let derived = w.derive();
+                let p = &derived.plan.components[&Component::Predictor];
+                let total: u32 = p.traffic.iter().map(|t| t.percent).sum();
+                prop_assert!(p.traffic.is_empty() == p.latest_ready.is_none());
+                prop_assert!(p.traffic.is_empty() || total == 100, "{:?}", p.traffic);
+                for t in &p.traffic {
+                    let r = w.revisions.revision(&t.revision_name).unwrap();
+                    prop_assert!(t.percent == 0 || r.state().is_ready(), "{} carries {} %", t.revision_name, t.percent);
+                    if t.latest_revision {
+                        prop_assert_eq!(Some(&t.revision_name), p.latest_ready.as_ref());
+                    }
+                }
+                let types: Vec<&str> = derived.status.conditions.iter().map(|c| c.type_.as_str()).collect();
+                let mut sorted = types.clone();
+                sorted.sort();
+                sorted.dedup();
+                prop_assert_eq!(&types, &sorted);
+                if derived.status.is_ready() {
+                    prop_assert_eq!(p.latest_created.as_ref(), p.latest_ready.as_ref());
+                }
+            }
+        }
+    }
+}
