@@ -37,7 +37,12 @@ pub const OPAQUE_FIELDS: [&str; 16] = [
 
 /// The CRDs of every kind for `group` (the native one, or KServe's with the same schema).
 pub fn crds(group: ApiGroup) -> Vec<CustomResourceDefinition> {
-    let mut crds = vec![InferenceService::crd(), TrainedModel::crd(), ServingRuntime::crd(), ClusterServingRuntime::crd()];
+    let mut crds = vec![
+        InferenceService::crd(),
+        TrainedModel::crd(),
+        ServingRuntime::crd(),
+        ClusterServingRuntime::crd(),
+    ];
     for crd in &mut crds {
         crd.spec.group = group.as_str().to_owned();
         crd.metadata.name = Some(format!("{}.{}", crd.spec.names.plural, group.as_str()));

@@ -43,17 +43,25 @@ pub fn default_inference_service(isvc: &mut InferenceService) {
 fn default_predictor(p: &mut PredictorSpec) {
     p.min_replicas.get_or_insert(DEFAULT_MIN_REPLICAS);
     default_logger(&mut p.logger);
-    let v1 = [&mut p.sklearn, &mut p.xgboost, &mut p.tensorflow, &mut p.pytorch, &mut p.pmml, &mut p.lightgbm, &mut p.paddle];
+    let v1 = [
+        &mut p.sklearn,
+        &mut p.xgboost,
+        &mut p.tensorflow,
+        &mut p.pytorch,
+        &mut p.pmml,
+        &mut p.lightgbm,
+        &mut p.paddle,
+    ];
     for f in v1.into_iter().flatten() {
         f.protocol_version.get_or_insert(ProtocolVersion::V1);
     }
     for f in [&mut p.triton, &mut p.onnx, &mut p.huggingface].into_iter().flatten() {
         f.protocol_version.get_or_insert(ProtocolVersion::V2);
     }
-    if let Some(m) = p.model.as_mut() {
-        if matches!(m.model_format.name.as_str(), "triton" | "vLLM") {
-            m.protocol_version.get_or_insert(ProtocolVersion::V2);
-        }
+    if let Some(m) = p.model.as_mut()
+        && matches!(m.model_format.name.as_str(), "triton" | "vLLM")
+    {
+        m.protocol_version.get_or_insert(ProtocolVersion::V2);
     }
 }
 

@@ -3,8 +3,8 @@
 //! the re-serialized object (unknown fields named, with a did-you-mean) → defaults →
 //! validation.
 
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{FieldError, ParseError, ParseErrors};
@@ -48,7 +48,8 @@ fn documents(text: &str) -> Result<Vec<(usize, Value)>, (usize, String)> {
     let trimmed = text.trim_start();
     let mut docs = Vec::new();
     if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        for (i, value) in serde_json::Deserializer::from_str(text).into_iter::<Value>().enumerate() {
+        for (i, value) in serde_json::Deserializer::from_str(text).into_iter::<Value>().enumerate()
+        {
             let value = value.map_err(|e| (i + 1, format!("invalid JSON: {e}")))?;
             match value {
                 Value::Array(items) => docs.extend(items.into_iter().map(|v| (i + 1, v))),
@@ -89,16 +90,25 @@ fn join(prefix: &str, path: &str) -> String {
 /// Parses, defaults and validates one object.
 pub(crate) fn parse_value(value: Value) -> Result<Resource, Vec<FieldError>> {
     let Value::Object(map) = &value else {
-        return Err(vec![FieldError::new("", format!("expected an object, got {}", type_name(&value)))]);
+        return Err(vec![FieldError::new(
+            "",
+            format!("expected an object, got {}", type_name(&value)),
+        )]);
     };
     let (group, kind) = api_version_and_kind(map)?;
     if kind == Kind::InferenceService {
         refuse_retired(map)?;
     }
     let mut resource = match kind {
-        Kind::InferenceService => Resource::InferenceService { group, object: Box::new(typed(&value, kind)?) },
-        Kind::TrainedModel => Resource::TrainedModel { group, object: Box::new(typed(&value, kind)?) },
-        Kind::ServingRuntime => Resource::ServingRuntime { group, object: Box::new(typed(&value, kind)?) },
+        Kind::InferenceService => {
+            Resource::InferenceService { group, object: Box::new(typed(&value, kind)?) }
+        }
+        Kind::TrainedModel => {
+            Resource::TrainedModel { group, object: Box::new(typed(&value, kind)?) }
+        }
+        Kind::ServingRuntime => {
+            Resource::ServingRuntime { group, object: Box::new(typed(&value, kind)?) }
+        }
         Kind::ClusterServingRuntime => {
             Resource::ClusterServingRuntime { group, object: Box::new(typed(&value, kind)?) }
         }
@@ -110,18 +120,26 @@ pub(crate) fn parse_value(value: Value) -> Result<Resource, Vec<FieldError>> {
 
 fn api_version_and_kind(map: &Map<String, Value>) -> Result<(ApiGroup, Kind), Vec<FieldError>> {
     let Some(api_version) = map.get("apiVersion") else {
-        return Err(vec![FieldError::new("apiVersion", "required, e.g. serving.kserve.io/v1beta1")]);
+        return Err(vec![FieldError::new(
+            "apiVersion",
+            "required, e.g. serving.kserve.io/v1beta1",
+        )]);
     };
     let Some(api_version) = api_version.as_str() else {
-        return Err(vec![FieldError::new("apiVersion", format!("expected a string, got {}", type_name(api_version)))]);
+        return Err(vec![FieldError::new(
+            "apiVersion",
+            format!("expected a string, got {}", type_name(api_version)),
+        )]);
     };
     let kind_value = map.get("kind").ok_or_else(|| vec![FieldError::new("kind", "required")])?;
-    let kind_name = kind_value
-        .as_str()
-        .ok_or_else(|| vec![FieldError::new("kind", format!("expected a string, got {}", type_name(kind_value)))])?;
+    let kind_name = kind_value.as_str().ok_or_else(|| {
+        vec![FieldError::new("kind", format!("expected a string, got {}", type_name(kind_value)))]
+    })?;
     let kind = Kind::from_name(kind_name).ok_or_else(|| {
         let names: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
-        let hint = did_you_mean(kind_name, &names).map(|s| format!(", did you mean {s}")).unwrap_or_default();
+        let hint = did_you_mean(kind_name, &names)
+            .map(|s| format!(", did you mean {s}"))
+            .unwrap_or_default();
         vec![FieldError::new(
             "kind",
             format!("unknown kind \"{kind_name}\", expected one of {}{hint}", names.join(", ")),
@@ -147,13 +165,20 @@ fn api_version_and_kind(map: &Map<String, Value>) -> Result<(ApiGroup, Kind), Ve
     if version != kind.version() {
         return Err(vec![FieldError::new(
             "apiVersion",
-            format!("{kind_name} is served as {group_name}/{}, got version \"{version}\"", kind.version()),
+            format!(
+                "{kind_name} is served as {group_name}/{}, got version \"{version}\"",
+                kind.version()
+            ),
         )]);
     }
-    if group == ApiGroup::Kubeflow && matches!(kind, Kind::ServingRuntime | Kind::ClusterServingRuntime) {
+    if group == ApiGroup::Kubeflow
+        && matches!(kind, Kind::ServingRuntime | Kind::ClusterServingRuntime)
+    {
         return Err(vec![FieldError::new(
             "apiVersion",
-            format!("{kind_name} was never in serving.kubeflow.org: write apiVersion serving.kserve.io/v1alpha1"),
+            format!(
+                "{kind_name} was never in serving.kubeflow.org: write apiVersion serving.kserve.io/v1alpha1"
+            ),
         )]);
     }
     Ok((group, kind))
@@ -250,7 +275,13 @@ fn format_path(path: &serde_path_to_error::Path) -> String {
 }
 
 /// Records every non-null field of `input` that `output` lacks.
-fn unknown_fields(input: &Value, output: &Value, at: &mut Vec<Segment>, kind: Kind, errors: &mut Vec<FieldError>) {
+fn unknown_fields(
+    input: &Value,
+    output: &Value,
+    at: &mut Vec<Segment>,
+    kind: Kind,
+    errors: &mut Vec<FieldError>,
+) {
     match (input, output) {
         (Value::Object(inp), Value::Object(out)) => {
             for (key, value) in inp {
@@ -267,8 +298,11 @@ fn unknown_fields(input: &Value, output: &Value, at: &mut Vec<Segment>, kind: Ki
                     None => {
                         let known = schema::field_names(kind, &at[..at.len() - 1]);
                         let known: Vec<&str> = known.iter().map(String::as_str).collect();
-                        let hint = did_you_mean(key, &known).map(|s| format!(", did you mean {s}")).unwrap_or_default();
-                        errors.push(FieldError::new(path_string(at), format!("unknown field{hint}")));
+                        let hint = did_you_mean(key, &known)
+                            .map(|s| format!(", did you mean {s}"))
+                            .unwrap_or_default();
+                        errors
+                            .push(FieldError::new(path_string(at), format!("unknown field{hint}")));
                     }
                 }
                 at.pop();
@@ -305,8 +339,8 @@ fn levenshtein(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
@@ -338,8 +372,14 @@ mod tests {
 
     #[test]
     fn did_you_mean_finds_typos_only() {
-        assert_eq!(did_you_mean("storageUrl", &["storageUri", "storage", "runtimeVersion"]), Some("storageUri"));
-        assert_eq!(did_you_mean("minreplicas", &["minReplicas", "maxReplicas"]), Some("minReplicas"));
+        assert_eq!(
+            did_you_mean("storageUrl", &["storageUri", "storage", "runtimeVersion"]),
+            Some("storageUri")
+        );
+        assert_eq!(
+            did_you_mean("minreplicas", &["minReplicas", "maxReplicas"]),
+            Some("minReplicas")
+        );
         assert_eq!(did_you_mean("colour", &["storageUri", "runtime"]), None);
     }
 

@@ -53,8 +53,12 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 4] =
-        [Kind::InferenceService, Kind::TrainedModel, Kind::ServingRuntime, Kind::ClusterServingRuntime];
+    pub const ALL: [Kind; 4] = [
+        Kind::InferenceService,
+        Kind::TrainedModel,
+        Kind::ServingRuntime,
+        Kind::ClusterServingRuntime,
+    ];
 
     /// The kind as written in manifests.
     pub fn as_str(self) -> &'static str {

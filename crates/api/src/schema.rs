@@ -59,10 +59,10 @@ fn expand<'a>(doc: &'a Value, node: &'a Value) -> Vec<&'a Value> {
     let mut out = Vec::new();
     let mut stack = vec![node];
     while let Some(n) = stack.pop() {
-        if let Some(r) = n.get("$ref").and_then(Value::as_str) {
-            if let Some(target) = r.strip_prefix('#').and_then(|p| doc.pointer(p)) {
-                stack.push(target);
-            }
+        if let Some(r) = n.get("$ref").and_then(Value::as_str)
+            && let Some(target) = r.strip_prefix('#').and_then(|p| doc.pointer(p))
+        {
+            stack.push(target);
         }
         for key in ["anyOf", "oneOf", "allOf"] {
             if let Some(Value::Array(items)) = n.get(key) {

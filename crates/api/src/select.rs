@@ -60,8 +60,17 @@ pub fn builtin_runtime() -> ServingRuntime {
     ServingRuntime {
         metadata: ObjectMeta { name: Some(BUILTIN_RUNTIME.to_owned()), ..Default::default() },
         spec: ServingRuntimeSpec {
-            supported_model_formats: Some(vec![format("onnx"), format("xgboost"), format("lightgbm"), format("sklearn")]),
-            protocol_versions: Some(vec![ProtocolVersion::V1, ProtocolVersion::V2, ProtocolVersion::GrpcV2]),
+            supported_model_formats: Some(vec![
+                format("onnx"),
+                format("xgboost"),
+                format("lightgbm"),
+                format("sklearn"),
+            ]),
+            protocol_versions: Some(vec![
+                ProtocolVersion::V1,
+                ProtocolVersion::V2,
+                ProtocolVersion::GrpcV2,
+            ]),
             multi_model: Some(false),
             ..Default::default()
         },
@@ -78,16 +87,26 @@ pub fn builtin_runtime() -> ServingRuntime {
 /// when the predictor gives one — with `autoSelect: true` unless the predictor names it with
 /// `runtime:`. Candidates with a `priority` for the format come first, higher first; the
 /// rest keep their order.
-pub fn select_runtime(predictor: &PredictorSpec, runtimes: &[ServingRuntime]) -> Result<RuntimeSelection> {
+pub fn select_runtime(
+    predictor: &PredictorSpec,
+    runtimes: &[ServingRuntime],
+) -> Result<RuntimeSelection> {
     select_runtime_at(predictor, runtimes, "spec.predictor")
 }
 
 /// [`select_runtime`] for a predictor at `path` (e.g. `spec.canary[0].predictor`).
-pub fn select_runtime_at(predictor: &PredictorSpec, runtimes: &[ServingRuntime], path: &str) -> Result<RuntimeSelection> {
+pub fn select_runtime_at(
+    predictor: &PredictorSpec,
+    runtimes: &[ServingRuntime],
+    path: &str,
+) -> Result<RuntimeSelection> {
     let fail = |p: String, reason: String| Err(Error::Field(FieldError::new(p, reason)));
     let implementations = crate::validate::predictor_implementations(predictor);
     let [implementation] = implementations[..] else {
-        return fail(path.to_owned(), format!("exactly one predictor kind must be set, found {}", implementations.len()));
+        return fail(
+            path.to_owned(),
+            format!("exactly one predictor kind must be set, found {}", implementations.len()),
+        );
     };
     let (field, format, named, protocol, storage_uri) = match implementation {
         "containers" => return Ok(RuntimeSelection::CustomContainer),
@@ -103,7 +122,11 @@ pub fn select_runtime_at(predictor: &PredictorSpec, runtimes: &[ServingRuntime],
         }
         framework => {
             let f = framework_spec(predictor, framework).expect("counted above");
-            let default = if matches!(framework, "triton" | "onnx" | "huggingface") { ProtocolVersion::V2 } else { ProtocolVersion::V1 };
+            let default = if matches!(framework, "triton" | "onnx" | "huggingface") {
+                ProtocolVersion::V2
+            } else {
+                ProtocolVersion::V1
+            };
             (
                 format!("{path}.{framework}"),
                 ModelFormat { name: framework.to_owned(), version: None },
@@ -116,7 +139,10 @@ pub fn select_runtime_at(predictor: &PredictorSpec, runtimes: &[ServingRuntime],
     let builtin = builtin_runtime();
     let chosen: &ServingRuntime = match &named {
         Some(name) => {
-            let Some(rt) = runtimes.iter().chain(std::iter::once(&builtin)).find(|r| r.metadata.name.as_deref() == Some(name))
+            let Some(rt) = runtimes
+                .iter()
+                .chain(std::iter::once(&builtin))
+                .find(|r| r.metadata.name.as_deref() == Some(name))
             else {
                 return fail(
                     format!("{field}.runtime"),
@@ -129,7 +155,10 @@ pub fn select_runtime_at(predictor: &PredictorSpec, runtimes: &[ServingRuntime],
             if rt.spec.disabled == Some(true) {
                 return fail(
                     format!("{field}.runtime"),
-                    format!("{}: ServingRuntime \"{name}\" is disabled", conditions::RUNTIME_DISABLED),
+                    format!(
+                        "{}: ServingRuntime \"{name}\" is disabled",
+                        conditions::RUNTIME_DISABLED
+                    ),
                 );
             }
             let any_version = ModelFormat { version: None, ..format.clone() };
@@ -147,7 +176,10 @@ pub fn select_runtime_at(predictor: &PredictorSpec, runtimes: &[ServingRuntime],
             if !speaks(&rt.spec, protocol) {
                 return fail(
                     format!("{field}.protocolVersion"),
-                    format!("ServingRuntime \"{name}\" does not speak protocol {}", protocol.as_str()),
+                    format!(
+                        "ServingRuntime \"{name}\" does not speak protocol {}",
+                        protocol.as_str()
+                    ),
                 );
             }
             rt
@@ -162,17 +194,22 @@ pub fn select_runtime_at(predictor: &PredictorSpec, runtimes: &[ServingRuntime],
                         && speaks(&r.spec, protocol)
                 })
                 .collect();
-            candidates.sort_by(|a, b| match (priority(&a.spec, &format.name), priority(&b.spec, &format.name)) {
-                (Some(x), Some(y)) => y.cmp(&x),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => std::cmp::Ordering::Equal,
+            candidates.sort_by(|a, b| {
+                match (priority(&a.spec, &format.name), priority(&b.spec, &format.name)) {
+                    (Some(x), Some(y)) => y.cmp(&x),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                }
             });
             match candidates.first() {
                 Some(rt) => rt,
                 // The built-in runtime reads every version of its formats.
-                None if supports(&builtin.spec, &ModelFormat { version: None, ..format.clone() }, false)
-                    && speaks(&builtin.spec, protocol) =>
+                None if supports(
+                    &builtin.spec,
+                    &ModelFormat { version: None, ..format.clone() },
+                    false,
+                ) && speaks(&builtin.spec, protocol) =>
                 {
                     &builtin
                 }
@@ -246,9 +283,11 @@ fn label(f: &ModelFormat) -> String {
 /// KServe's label match: the runtime's set holds `name` and `name:version` of each format it
 /// lists (only auto-selecting ones unless named); the model's label is `name[:version]`.
 fn supports(spec: &ServingRuntimeSpec, format: &ModelFormat, named: bool) -> bool {
-    spec.supported_model_formats.iter().flatten().filter(|f| named || f.auto_select == Some(true)).any(|f| {
-        f.name == format.name && (format.version.is_none() || f.version == format.version)
-    })
+    spec.supported_model_formats
+        .iter()
+        .flatten()
+        .filter(|f| named || f.auto_select == Some(true))
+        .any(|f| f.name == format.name && (format.version.is_none() || f.version == format.version))
 }
 
 fn speaks(spec: &ServingRuntimeSpec, protocol: ProtocolVersion) -> bool {
@@ -259,5 +298,9 @@ fn speaks(spec: &ServingRuntimeSpec, protocol: ProtocolVersion) -> bool {
 }
 
 fn priority(spec: &ServingRuntimeSpec, format: &str) -> Option<i32> {
-    spec.supported_model_formats.iter().flatten().find(|f| f.name == format).and_then(|f| f.priority)
+    spec.supported_model_formats
+        .iter()
+        .flatten()
+        .find(|f| f.name == format)
+        .and_then(|f| f.priority)
 }

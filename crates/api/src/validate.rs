@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::error::FieldError;
 use crate::isvc::{
-    Batcher, ExplainerSpec, InferenceService, LoggerSpec, MetricTargetType, PredictorSpec, ScaleMetric,
-    StorageUri, TransformerSpec,
+    Batcher, ExplainerSpec, InferenceService, LoggerSpec, MetricTargetType, PredictorSpec,
+    ScaleMetric, StorageUri, TransformerSpec,
 };
 use crate::resource::{ApiGroup, Resource};
 use crate::runtime::ServingRuntimeSpec;
@@ -18,8 +18,20 @@ pub const MAX_NAME_LEN: usize = 63;
 
 /// `storageUri` schemes the puller understands (KServe's list); a URI without `://` is a
 /// local path.
-pub const STORAGE_URI_SCHEMES: [&str; 12] =
-    ["gs", "s3", "pvc", "file", "https", "http", "hdfs", "webhdfs", "oci", "oci+native", "oci+fetch", "hf"];
+pub const STORAGE_URI_SCHEMES: [&str; 12] = [
+    "gs",
+    "s3",
+    "pvc",
+    "file",
+    "https",
+    "http",
+    "hdfs",
+    "webhdfs",
+    "oci",
+    "oci+native",
+    "oci+fetch",
+    "hf",
+];
 
 /// Knative's autoscaling annotation prefix.
 pub const AUTOSCALING_PREFIX: &str = "autoscaling.knative.dev/";
@@ -110,10 +122,16 @@ pub fn validate_inference_service(isvc: &InferenceService, group: ApiGroup) -> V
         for (i, c) in canaries.iter().enumerate() {
             let path = format!("spec.canary[{i}]");
             match c.predictor.name.as_deref().filter(|n| !n.is_empty()) {
-                None => errors.push(FieldError::new(format!("{path}.predictor.name"), "required for a canary")),
+                None => errors.push(FieldError::new(
+                    format!("{path}.predictor.name"),
+                    "required for a canary",
+                )),
                 Some(n) => {
                     if !names.insert(n.to_owned()) {
-                        errors.push(FieldError::new(format!("{path}.predictor.name"), format!("\"{n}\" is used twice")));
+                        errors.push(FieldError::new(
+                            format!("{path}.predictor.name"),
+                            format!("\"{n}\" is used twice"),
+                        ));
                     }
                     if spec.predictor.name.as_deref() == Some(n) {
                         errors.push(FieldError::new(
@@ -133,7 +151,10 @@ pub fn validate_inference_service(isvc: &InferenceService, group: ApiGroup) -> V
             validate_predictor(&c.predictor, &format!("{path}.predictor"), &mut errors);
         }
         if total > 100 {
-            errors.push(FieldError::new("spec.canary", format!("trafficPercent adds up to {total}, at most 100")));
+            errors.push(FieldError::new(
+                "spec.canary",
+                format!("trafficPercent adds up to {total}, at most 100"),
+            ));
         }
     }
     errors
@@ -163,21 +184,24 @@ pub fn predictor_implementations(p: &PredictorSpec) -> Vec<&'static str> {
     }
     let containers = p.containers.as_deref().unwrap_or_default();
     if !containers.is_empty()
-        && (found.is_empty() || containers.iter().any(|c| c.name == crate::defaults::SERVING_CONTAINER_NAME))
+        && (found.is_empty()
+            || containers.iter().any(|c| c.name == crate::defaults::SERVING_CONTAINER_NAME))
     {
         found.push("containers");
     }
     found
 }
 
-const PREDICTOR_KINDS: &str =
-    "sklearn, xgboost, tensorflow, pytorch, triton, onnx, huggingface, pmml, lightgbm, paddle, model or containers";
+const PREDICTOR_KINDS: &str = "sklearn, xgboost, tensorflow, pytorch, triton, onnx, huggingface, pmml, lightgbm, paddle, model or containers";
 
 fn validate_predictor(p: &PredictorSpec, path: &str, errors: &mut Vec<FieldError>) {
     let found = predictor_implementations(p);
     if found.len() != 1 {
         let got = if found.is_empty() { "none".to_owned() } else { found.join(", ") };
-        errors.push(FieldError::new(path, format!("exactly one of {PREDICTOR_KINDS} must be set, found {got}")));
+        errors.push(FieldError::new(
+            path,
+            format!("exactly one of {PREDICTOR_KINDS} must be set, found {got}"),
+        ));
     }
     for (name, f) in [
         ("sklearn", &p.sklearn),
@@ -199,7 +223,8 @@ fn validate_predictor(p: &PredictorSpec, path: &str, errors: &mut Vec<FieldError
     if let Some(m) = &p.model {
         let mpath = format!("{path}.model");
         if m.model_format.name.is_empty() {
-            errors.push(FieldError::new(format!("{mpath}.modelFormat.name"), "required, e.g. onnx"));
+            errors
+                .push(FieldError::new(format!("{mpath}.modelFormat.name"), "required, e.g. onnx"));
         }
         validate_storage(m.storage_uri.as_deref(), &mpath, p.storage_uris.as_deref(), errors);
     }
@@ -211,7 +236,10 @@ fn validate_predictor(p: &PredictorSpec, path: &str, errors: &mut Vec<FieldError
 
 fn validate_transformer(t: &TransformerSpec, path: &str, errors: &mut Vec<FieldError>) {
     if t.containers.as_deref().unwrap_or_default().is_empty() {
-        errors.push(FieldError::new(format!("{path}.containers"), "a transformer needs at least one container"));
+        errors.push(FieldError::new(
+            format!("{path}.containers"),
+            "a transformer needs at least one container",
+        ));
     }
     if let Some(uris) = &t.storage_uris {
         validate_storage_uris(uris, &format!("{path}.storageUris"), errors);
@@ -219,7 +247,12 @@ fn validate_transformer(t: &TransformerSpec, path: &str, errors: &mut Vec<FieldE
     validate_extension(&extension_of!(t), path, errors);
 }
 
-fn validate_explainer(e: &ExplainerSpec, path: &str, group: ApiGroup, errors: &mut Vec<FieldError>) {
+fn validate_explainer(
+    e: &ExplainerSpec,
+    path: &str,
+    group: ApiGroup,
+    errors: &mut Vec<FieldError>,
+) {
     let mut found = Vec::new();
     if e.art.is_some() {
         found.push("art");
@@ -236,20 +269,30 @@ fn validate_explainer(e: &ExplainerSpec, path: &str, group: ApiGroup, errors: &m
             ));
         }
     } else if e.config.is_some() && e.art.is_none() {
-        errors.push(FieldError::new(format!("{path}.config"), "only with explainer.type (oxserve's explainer)"));
+        errors.push(FieldError::new(
+            format!("{path}.config"),
+            "only with explainer.type (oxserve's explainer)",
+        ));
     }
     if !e.containers.as_deref().unwrap_or_default().is_empty() {
         found.push("containers");
     }
     if found.len() != 1 {
         let got = if found.is_empty() { "none".to_owned() } else { found.join(", ") };
-        let choices = if group == ApiGroup::Oxserve { "art, type or containers" } else { "art or containers" };
-        errors.push(FieldError::new(path, format!("exactly one of {choices} must be set, found {got}")));
+        let choices = if group == ApiGroup::Oxserve {
+            "art, type or containers"
+        } else {
+            "art or containers"
+        };
+        errors.push(FieldError::new(
+            path,
+            format!("exactly one of {choices} must be set, found {got}"),
+        ));
     }
-    if let Some(art) = &e.art {
-        if let Some(uri) = &art.storage_uri {
-            validate_storage_uri(uri, &format!("{path}.art.storageUri"), errors);
-        }
+    if let Some(art) = &e.art
+        && let Some(uri) = &art.storage_uri
+    {
+        validate_storage_uri(uri, &format!("{path}.art.storageUri"), errors);
     }
     if let Some(uris) = &e.storage_uris {
         validate_storage_uris(uris, &format!("{path}.storageUris"), errors);
@@ -296,17 +339,20 @@ fn extension_of_predictor(p: &PredictorSpec) -> Extension<'_> {
 }
 
 fn validate_extension(x: &Extension<'_>, path: &str, errors: &mut Vec<FieldError>) {
-    let mut err = |field: &str, reason: String| errors.push(FieldError::new(format!("{path}.{field}"), reason));
+    let mut err = |field: &str, reason: String| {
+        errors.push(FieldError::new(format!("{path}.{field}"), reason))
+    };
     if let Some(min) = x.min_replicas.filter(|m| *m < 0) {
         err("minReplicas", format!("must not be negative, got {min}"));
     }
     if let Some(max) = x.max_replicas.filter(|m| *m < 0) {
         err("maxReplicas", format!("must not be negative, got {max}"));
     }
-    if let (Some(min), Some(max)) = (x.min_replicas, x.max_replicas) {
-        if max > 0 && min > max {
-            err("minReplicas", format!("{min} is greater than maxReplicas {max}"));
-        }
+    if let (Some(min), Some(max)) = (x.min_replicas, x.max_replicas)
+        && max > 0
+        && min > max
+    {
+        err("minReplicas", format!("{min} is greater than maxReplicas {max}"));
     }
     if let Some(c) = x.container_concurrency.filter(|c| *c < 0) {
         err("containerConcurrency", format!("must not be negative, got {c}"));
@@ -322,10 +368,14 @@ fn validate_extension(x: &Extension<'_>, path: &str, errors: &mut Vec<FieldError
         if t < 1 {
             err("scaleTarget", format!("must be at least 1, got {t}"));
         } else if matches!(metric, ScaleMetric::Cpu | ScaleMetric::Memory)
-            && x.scale_metric_type.unwrap_or(MetricTargetType::Utilization) == MetricTargetType::Utilization
+            && x.scale_metric_type.unwrap_or(MetricTargetType::Utilization)
+                == MetricTargetType::Utilization
             && t > 100
         {
-            err("scaleTarget", format!("a utilisation target is a percentage between 1 and 100, got {t}"));
+            err(
+                "scaleTarget",
+                format!("a utilisation target is a percentage between 1 and 100, got {t}"),
+            );
         }
     }
     if x.scale_metric_type.is_some() && !matches!(metric, ScaleMetric::Cpu | ScaleMetric::Memory) {
@@ -337,16 +387,24 @@ fn validate_extension(x: &Extension<'_>, path: &str, errors: &mut Vec<FieldError
                 err("logger.url", format!("\"{url}\" is not an http:// or https:// URL"));
             }
         } else if l.storage.is_none() {
-            err("logger.url", "required (the sink the events are sent to) unless logger.storage is set".to_owned());
+            err(
+                "logger.url",
+                "required (the sink the events are sent to) unless logger.storage is set"
+                    .to_owned(),
+            );
         }
-        if let Some(s) = &l.storage {
-            if s.path.is_none() || s.parameters.is_none() || s.key.is_none() {
-                err("logger.storage", "path, parameters and key are all required".to_owned());
-            }
+        if let Some(s) = &l.storage
+            && (s.path.is_none() || s.parameters.is_none() || s.key.is_none())
+        {
+            err("logger.storage", "path, parameters and key are all required".to_owned());
         }
     }
     if let Some(b) = x.batcher {
-        for (field, v) in [("maxBatchSize", b.max_batch_size), ("maxLatency", b.max_latency), ("timeout", b.timeout)] {
+        for (field, v) in [
+            ("maxBatchSize", b.max_batch_size),
+            ("maxLatency", b.max_latency),
+            ("timeout", b.timeout),
+        ] {
             if let Some(v) = v.filter(|v| *v < 1) {
                 err(&format!("batcher.{field}"), format!("must be at least 1, got {v}"));
             }
@@ -375,40 +433,42 @@ pub fn validate_annotations(annotations: &BTreeMap<String, String>, path: &str) 
                 Ok(v) if v > 0.0 && v <= 100.0 => {}
                 _ => bad(format!("\"{value}\" is not a percentage between 1 and 100")),
             },
-            "metric" => {
-                if !["concurrency", "rps", "cpu", "memory"].contains(&value.as_str()) {
-                    bad(format!("\"{value}\" is not one of concurrency, rps, cpu, memory"));
-                }
+            "metric" if !["concurrency", "rps", "cpu", "memory"].contains(&value.as_str()) => {
+                bad(format!("\"{value}\" is not one of concurrency, rps, cpu, memory"));
             }
-            "class" => {
-                if !["kpa.autoscaling.knative.dev", "hpa.autoscaling.knative.dev"].contains(&value.as_str()) {
-                    bad(format!("\"{value}\" is not one of kpa.autoscaling.knative.dev, hpa.autoscaling.knative.dev"));
-                }
+            "class"
+                if !["kpa.autoscaling.knative.dev", "hpa.autoscaling.knative.dev"]
+                    .contains(&value.as_str()) =>
+            {
+                bad(format!(
+                    "\"{value}\" is not one of kpa.autoscaling.knative.dev, hpa.autoscaling.knative.dev"
+                ));
             }
             "window" => match parse_duration_secs(value) {
                 Some(s) if (6.0..=3600.0).contains(&s) => {}
                 Some(_) => bad(format!("\"{value}\" must be between 6s and 1h")),
                 None => bad(format!("\"{value}\" is not a duration such as 60s or 2m")),
             },
-            "scale-down-delay" | "scale-to-zero-pod-retention-period" => match parse_duration_secs(value) {
-                Some(s) if (0.0..=3600.0).contains(&s) => {}
-                Some(_) => bad(format!("\"{value}\" must be between 0s and 1h")),
-                None => bad(format!("\"{value}\" is not a duration such as 60s or 2m")),
-            },
-            "min-scale" | "minScale" | "max-scale" | "maxScale" | "initial-scale" | "initialScale" | "activation-scale" => {
-                match value.parse::<u64>() {
-                    Ok(v) => {
-                        if matches!(name, "min-scale" | "minScale") {
-                            min_scale = Some(v);
-                        } else if matches!(name, "max-scale" | "maxScale") {
-                            max_scale = Some(v);
-                        } else if name == "activation-scale" && v < 1 {
-                            bad("must be at least 1".to_owned());
-                        }
-                    }
-                    Err(_) => bad(format!("\"{value}\" is not a whole number of replicas (0 or more)")),
+            "scale-down-delay" | "scale-to-zero-pod-retention-period" => {
+                match parse_duration_secs(value) {
+                    Some(s) if (0.0..=3600.0).contains(&s) => {}
+                    Some(_) => bad(format!("\"{value}\" must be between 0s and 1h")),
+                    None => bad(format!("\"{value}\" is not a duration such as 60s or 2m")),
                 }
             }
+            "min-scale" | "minScale" | "max-scale" | "maxScale" | "initial-scale"
+            | "initialScale" | "activation-scale" => match value.parse::<u64>() {
+                Ok(v) => {
+                    if matches!(name, "min-scale" | "minScale") {
+                        min_scale = Some(v);
+                    } else if matches!(name, "max-scale" | "maxScale") {
+                        max_scale = Some(v);
+                    } else if name == "activation-scale" && v < 1 {
+                        bad("must be at least 1".to_owned());
+                    }
+                }
+                Err(_) => bad(format!("\"{value}\" is not a whole number of replicas (0 or more)")),
+            },
             "panic-window-percentage" => match value.parse::<f64>() {
                 Ok(v) if (1.0..=100.0).contains(&v) => {}
                 _ => bad(format!("\"{value}\" is not a percentage between 1 and 100")),
@@ -419,18 +479,21 @@ pub fn validate_annotations(annotations: &BTreeMap<String, String>, path: &str) 
             },
             "target-burst-capacity" => match value.parse::<f64>() {
                 Ok(v) if v >= -1.0 => {}
-                _ => bad(format!("\"{value}\" is not -1 (unlimited) or a number of requests, 0 or more")),
+                _ => bad(format!(
+                    "\"{value}\" is not -1 (unlimited) or a number of requests, 0 or more"
+                )),
             },
             _ => {}
         }
     }
-    if let (Some(min), Some(max)) = (min_scale, max_scale) {
-        if max > 0 && min > max {
-            errors.push(FieldError::new(
-                format!("{path}.{AUTOSCALING_PREFIX}min-scale"),
-                format!("{min} is greater than max-scale {max}"),
-            ));
-        }
+    if let (Some(min), Some(max)) = (min_scale, max_scale)
+        && max > 0
+        && min > max
+    {
+        errors.push(FieldError::new(
+            format!("{path}.{AUTOSCALING_PREFIX}min-scale"),
+            format!("{min} is greater than max-scale {max}"),
+        ));
     }
     errors
 }
@@ -486,11 +549,19 @@ pub fn parse_duration_secs(s: &str) -> Option<f64> {
     Some(total)
 }
 
-fn validate_storage(uri: Option<&str>, path: &str, uris: Option<&[StorageUri]>, errors: &mut Vec<FieldError>) {
+fn validate_storage(
+    uri: Option<&str>,
+    path: &str,
+    uris: Option<&[StorageUri]>,
+    errors: &mut Vec<FieldError>,
+) {
     if let Some(uri) = uri {
         validate_storage_uri(uri, &format!("{path}.storageUri"), errors);
         if uris.is_some() {
-            errors.push(FieldError::new(format!("{path}.storageUri"), "set either storageUri or storageUris, not both"));
+            errors.push(FieldError::new(
+                format!("{path}.storageUri"),
+                "set either storageUri or storageUris, not both",
+            ));
         }
     }
 }
@@ -505,7 +576,10 @@ fn validate_storage_uris(uris: &[StorageUri], path: &str, errors: &mut Vec<Field
                 format!("\"{}\" is not an absolute path", u.mount_path),
             ));
         } else if !mounts.insert(u.mount_path.as_str()) {
-            errors.push(FieldError::new(format!("{path}[{i}].mountPath"), format!("\"{}\" is used twice", u.mount_path)));
+            errors.push(FieldError::new(
+                format!("{path}[{i}].mountPath"),
+                format!("\"{}\" is used twice", u.mount_path),
+            ));
         }
     }
 }
@@ -532,7 +606,10 @@ pub fn validate_storage_uri(uri: &str, path: &str, errors: &mut Vec<FieldError>)
 pub fn validate_trained_model(tm: &TrainedModel) -> Vec<FieldError> {
     let mut errors = validate_name(&tm.metadata, "metadata.name", 0);
     if tm.spec.inference_service.is_empty() {
-        errors.push(FieldError::new("spec.inferenceService", "required: the InferenceService that serves this model"));
+        errors.push(FieldError::new(
+            "spec.inferenceService",
+            "required: the InferenceService that serves this model",
+        ));
     }
     if tm.spec.model.framework.is_empty() {
         errors.push(FieldError::new("spec.model.framework", "required, e.g. sklearn"));
@@ -550,7 +627,8 @@ pub fn validate_trained_model(tm: &TrainedModel) -> Vec<FieldError> {
 /// Bytes in a Kubernetes memory quantity (`256Mi`, `1G`, `1e3`, `512`).
 pub fn parse_quantity_bytes(q: &str) -> Option<f64> {
     let q = q.trim();
-    let split = q.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(q.len());
+    let split =
+        q.find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E').unwrap_or(q.len());
     let (num, suffix) = q.split_at(split);
     let n: f64 = num.parse().ok()?;
     let factor = match suffix {
@@ -577,11 +655,17 @@ pub fn parse_quantity_bytes(q: &str) -> Option<f64> {
 pub fn validate_serving_runtime(spec: &ServingRuntimeSpec, path: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     if spec.containers.is_empty() {
-        errors.push(FieldError::new(format!("{path}.containers"), "a runtime needs at least one container"));
+        errors.push(FieldError::new(
+            format!("{path}.containers"),
+            "a runtime needs at least one container",
+        ));
     }
     for (i, f) in spec.supported_model_formats.iter().flatten().enumerate() {
         if f.name.is_empty() {
-            errors.push(FieldError::new(format!("{path}.supportedModelFormats[{i}].name"), "required"));
+            errors.push(FieldError::new(
+                format!("{path}.supportedModelFormats[{i}].name"),
+                "required",
+            ));
         }
     }
     errors

@@ -99,22 +99,49 @@ pub fn warnings(resource: &Resource, backend: Backend) -> Vec<Warning> {
         // ServingRuntimes are used for matching on both backends; their pod fields only on
         // Kubernetes.
         if backend == Backend::Local {
-            for f in ["volumes", "nodeSelector", "affinity", "tolerations", "imagePullSecrets", "hostIPC", "schedulerName", "resourceClaims"] {
+            for f in [
+                "volumes",
+                "nodeSelector",
+                "affinity",
+                "tolerations",
+                "imagePullSecrets",
+                "hostIPC",
+                "schedulerName",
+                "resourceClaims",
+            ] {
                 if value.pointer(&format!("/spec/{f}")).is_some() {
-                    out.push(warn(format!("spec.{f}"), "a cluster scheduling field; local replicas are processes on this machine"));
+                    out.push(warn(
+                        format!("spec.{f}"),
+                        "a cluster scheduling field; local replicas are processes on this machine",
+                    ));
                 }
             }
             if value.pointer("/spec/multiModel") == Some(&Value::Bool(true)) {
-                out.push(warn("spec.multiModel".into(), "multi-model runtimes (ModelMesh) are not run"));
+                out.push(warn(
+                    "spec.multiModel".into(),
+                    "multi-model runtimes (ModelMesh) are not run",
+                ));
             }
         }
         return out;
     };
     let spec = &object.spec;
-    predictor_warnings(&spec.predictor, "spec.predictor", &value["spec"]["predictor"], backend, &mut out);
+    predictor_warnings(
+        &spec.predictor,
+        "spec.predictor",
+        &value["spec"]["predictor"],
+        backend,
+        &mut out,
+    );
     for (i, c) in spec.canary.iter().flatten().enumerate() {
         let path = format!("spec.canary[{i}].predictor");
-        predictor_warnings(&c.predictor, &path, &value["spec"]["canary"][i]["predictor"], backend, &mut out);
+        predictor_warnings(
+            &c.predictor,
+            &path,
+            &value["spec"]["canary"][i]["predictor"],
+            backend,
+            &mut out,
+        );
     }
     if let Some(t) = &spec.transformer {
         transformer_warnings(t, &value["spec"]["transformer"], backend, &mut out);
@@ -136,14 +163,20 @@ fn pod_warnings(value: &Value, path: &str, backend: Backend, out: &mut Vec<Warni
     }
     for f in POD_FIELDS_LOCAL {
         if value.get(f).is_some() {
-            out.push(warn(format!("{path}.{f}"), "a pod field; local replicas are processes on this machine"));
+            out.push(warn(
+                format!("{path}.{f}"),
+                "a pod field; local replicas are processes on this machine",
+            ));
         }
     }
 }
 
 fn extension_warnings(value: &Value, path: &str, backend: Backend, out: &mut Vec<Warning>) {
     if value.get("deploymentStrategy").is_some() {
-        out.push(warn(format!("{path}.deploymentStrategy"), "revisions roll out by traffic split, not by a Deployment strategy"));
+        out.push(warn(
+            format!("{path}.deploymentStrategy"),
+            "revisions roll out by traffic split, not by a Deployment strategy",
+        ));
     }
     if value.get("autoScaling").is_some() {
         out.push(warn(
@@ -152,21 +185,31 @@ fn extension_warnings(value: &Value, path: &str, backend: Backend, out: &mut Vec
         ));
     }
     if backend == Backend::Local {
-        if let Some(m) = value.get("scaleMetric").and_then(Value::as_str).filter(|m| *m == "cpu" || *m == "memory") {
+        if let Some(m) = value
+            .get("scaleMetric")
+            .and_then(Value::as_str)
+            .filter(|m| *m == "cpu" || *m == "memory")
+        {
             out.push(warn(
                 format!("{path}.scaleMetric"),
                 &format!("the local backend reports no {m} utilisation; scaling uses concurrency"),
             ));
         }
         if value.get("labels").is_some() {
-            out.push(warn(format!("{path}.labels"), "labels of pods; local replicas are processes"));
+            out.push(warn(
+                format!("{path}.labels"),
+                "labels of pods; local replicas are processes",
+            ));
         }
     }
     if value.pointer("/logger/storage").is_some() {
         out.push(warn(format!("{path}.logger.storage"), "payloads are logged to logger.url only"));
     }
     if value.pointer("/logger/marshallerUrl").is_some() {
-        out.push(warn(format!("{path}.logger.marshallerUrl"), "events are sent as CloudEvents without a marshaller"));
+        out.push(warn(
+            format!("{path}.logger.marshallerUrl"),
+            "events are sent as CloudEvents without a marshaller",
+        ));
     }
     if let Some(a) = value.get("annotations").and_then(Value::as_object) {
         let map = a.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect();
@@ -180,22 +223,31 @@ fn annotation_warnings(
     out: &mut Vec<Warning>,
 ) {
     for key in annotations.into_iter().flat_map(|a| a.keys()) {
-        if let Some(name) = key.strip_prefix(crate::validate::AUTOSCALING_PREFIX) {
-            if !crate::validate::KNOWN_AUTOSCALING_ANNOTATIONS.contains(&name) {
-                out.push(warn(format!("{path}.{key}"), "not an autoscaling setting oxserve reads"));
-            }
+        if let Some(name) = key.strip_prefix(crate::validate::AUTOSCALING_PREFIX)
+            && !crate::validate::KNOWN_AUTOSCALING_ANNOTATIONS.contains(&name)
+        {
+            out.push(warn(format!("{path}.{key}"), "not an autoscaling setting oxserve reads"));
         }
     }
 }
 
-fn predictor_warnings(p: &PredictorSpec, path: &str, value: &Value, backend: Backend, out: &mut Vec<Warning>) {
+fn predictor_warnings(
+    p: &PredictorSpec,
+    path: &str,
+    value: &Value,
+    backend: Backend,
+    out: &mut Vec<Warning>,
+) {
     pod_warnings(value, path, backend, out);
     extension_warnings(value, path, backend, out);
     if value.get("workerSpec").is_some() {
         out.push(warn(format!("{path}.workerSpec"), "multi-node predictors are not run"));
     }
     if value.get("storageContainerName").is_some() {
-        out.push(warn(format!("{path}.storageContainerName"), "models are pulled by oxserve's own puller"));
+        out.push(warn(
+            format!("{path}.storageContainerName"),
+            "models are pulled by oxserve's own puller",
+        ));
     }
     // The built-in runtime runs in-process: the framework container's fields do not apply.
     if let Ok(RuntimeSelection::Builtin { .. }) = select_runtime(p, &[]) {
@@ -214,7 +266,10 @@ fn predictor_warnings(p: &PredictorSpec, path: &str, value: &Value, backend: Bac
         }
         for f in ["storage", "confidential"] {
             if fvalue.get(f).is_some() {
-                out.push(warn(format!("{path}.{implementation}.{f}"), "not supported by the built-in runtime"));
+                out.push(warn(
+                    format!("{path}.{implementation}.{f}"),
+                    "not supported by the built-in runtime",
+                ));
             }
         }
     } else if backend == Backend::Local {
@@ -223,16 +278,26 @@ fn predictor_warnings(p: &PredictorSpec, path: &str, value: &Value, backend: Bac
 }
 
 fn container_warnings(value: &Value, path: &str, out: &mut Vec<Warning>) {
-    for (i, c) in value.get("containers").and_then(Value::as_array).into_iter().flatten().enumerate() {
+    for (i, c) in
+        value.get("containers").and_then(Value::as_array).into_iter().flatten().enumerate()
+    {
         for f in ["resources", "securityContext", "volumeMounts", "imagePullPolicy"] {
             if c.get(f).is_some() {
-                out.push(warn(format!("{path}.containers[{i}].{f}"), "a pod field; local replicas are processes on this machine"));
+                out.push(warn(
+                    format!("{path}.containers[{i}].{f}"),
+                    "a pod field; local replicas are processes on this machine",
+                ));
             }
         }
     }
 }
 
-fn transformer_warnings(_t: &TransformerSpec, value: &Value, backend: Backend, out: &mut Vec<Warning>) {
+fn transformer_warnings(
+    _t: &TransformerSpec,
+    value: &Value,
+    backend: Backend,
+    out: &mut Vec<Warning>,
+) {
     pod_warnings(value, "spec.transformer", backend, out);
     extension_warnings(value, "spec.transformer", backend, out);
     if backend == Backend::Local {

@@ -116,7 +116,11 @@ fn api_path(r: &Resource, namespace: &str) -> String {
     let version = format!("serving.kserve.io/{}", r.kind().version());
     match r.kind() {
         Kind::ClusterServingRuntime => format!("/apis/{version}/{plural}/{}", r.name()),
-        _ => format!("/apis/{version}/namespaces/{}/{plural}/{}", r.namespace().unwrap_or(namespace), r.name()),
+        _ => format!(
+            "/apis/{version}/namespaces/{}/{plural}/{}",
+            r.namespace().unwrap_or(namespace),
+            r.name()
+        ),
     }
 }
 
@@ -131,7 +135,8 @@ fn render(objects: &[Value], output: Output) -> Result<String> {
             format!("{}\n", serde_json::to_string_pretty(&v)?)
         }
         Output::Yaml => {
-            let docs: Result<Vec<String>, _> = objects.iter().map(serde_yaml_ng::to_string).collect();
+            let docs: Result<Vec<String>, _> =
+                objects.iter().map(serde_yaml_ng::to_string).collect();
             docs?.join("---\n")
         }
     })
@@ -145,7 +150,13 @@ mod tests {
     fn api_paths_are_kubernetes_shaped() {
         let text = "apiVersion: serving.kubeflow.org/v1beta1\nkind: InferenceService\nmetadata: {name: m}\nspec:\n  predictor:\n    onnx: {storageUri: gs://b/m}\n---\napiVersion: serving.kserve.io/v1alpha1\nkind: TrainedModel\nmetadata: {name: t, namespace: ns}\nspec: {inferenceService: m, model: {storageUri: gs://b/t, framework: onnx, memory: 1Gi}}\n";
         let r = oxserve_api::parse(text, "t").expect("parses");
-        assert_eq!(api_path(&r[0], "default"), "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/m");
-        assert_eq!(api_path(&r[1], "default"), "/apis/serving.kserve.io/v1alpha1/namespaces/ns/trainedmodels/t");
+        assert_eq!(
+            api_path(&r[0], "default"),
+            "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/m"
+        );
+        assert_eq!(
+            api_path(&r[1], "default"),
+            "/apis/serving.kserve.io/v1alpha1/namespaces/ns/trainedmodels/t"
+        );
     }
 }

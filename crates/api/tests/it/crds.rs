@@ -25,20 +25,40 @@ fn committed_crds_are_fresh() {
             stale.push(path.display().to_string());
         }
     }
-    assert!(stale.is_empty(), "stale (rewritten; commit them, or run `cargo xtask codegen`): {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "stale (rewritten; commit them, or run `cargo xtask codegen`): {stale:?}"
+    );
 }
 
 #[test]
 fn crds_parse_with_kserve_columns_and_status() {
     for (name, contents) in oxserve_api::crd::files() {
-        let crd: CustomResourceDefinition = serde_yaml_ng::from_str(&contents).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let crd: CustomResourceDefinition =
+            serde_yaml_ng::from_str(&contents).unwrap_or_else(|e| panic!("{name}: {e}"));
         let v = &crd.spec.versions[0];
         if matches!(crd.spec.names.kind.as_str(), "InferenceService" | "TrainedModel") {
-            assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{name}: status subresource");
+            assert!(
+                v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(),
+                "{name}: status subresource"
+            );
         }
         if crd.spec.names.kind == "InferenceService" {
-            let columns: Vec<&str> = v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-            assert_eq!(columns, ["URL", "Ready", "Prev", "Latest", "PrevRolledoutRevision", "LatestReadyRevision", "Age"], "{name}");
+            let columns: Vec<&str> =
+                v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
+            assert_eq!(
+                columns,
+                [
+                    "URL",
+                    "Ready",
+                    "Prev",
+                    "Latest",
+                    "PrevRolledoutRevision",
+                    "LatestReadyRevision",
+                    "Age"
+                ],
+                "{name}"
+            );
             assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["isvc".to_owned()][..]));
         }
         assert!(name.starts_with(&crd.spec.group), "{name}");

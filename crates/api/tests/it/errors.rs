@@ -19,7 +19,9 @@ fn isvc(predictor: &str) -> String {
 fn unknown_field_names_its_path_and_the_likely_field() {
     assert_eq!(
         errors(&isvc("sklearn:\n  storageUrl: gs://bucket/model")),
-        ["isvc.yaml:doc 1: spec.predictor.sklearn.storageUrl: unknown field, did you mean storageUri"]
+        [
+            "isvc.yaml:doc 1: spec.predictor.sklearn.storageUrl: unknown field, did you mean storageUri"
+        ]
     );
 }
 
@@ -61,20 +63,48 @@ fn unknown_metadata_and_top_level_fields() {
 fn type_errors_carry_their_path() {
     let e = errors(&isvc("minReplicas: lots\nonnx:\n  storageUri: gs://b/m"));
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("isvc.yaml:doc 1: spec.predictor.minReplicas: invalid type: string \"lots\""), "{}", e[0]);
+    assert!(
+        e[0].starts_with(
+            "isvc.yaml:doc 1: spec.predictor.minReplicas: invalid type: string \"lots\""
+        ),
+        "{}",
+        e[0]
+    );
     let e = errors(&isvc("scaleMetric: latency\nonnx:\n  storageUri: gs://b/m"));
-    assert!(e[0].starts_with("isvc.yaml:doc 1: spec.predictor.scaleMetric: unknown variant `latency`"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("isvc.yaml:doc 1: spec.predictor.scaleMetric: unknown variant `latency`"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
 fn bad_values_are_reported_with_reasons() {
     let cases = [
-        ("canaryTrafficPercent: 120\nonnx:\n  storageUri: gs://b/m", "spec.predictor.canaryTrafficPercent: must be between 0 and 100, got 120"),
-        ("minReplicas: 3\nmaxReplicas: 2\nonnx:\n  storageUri: gs://b/m", "spec.predictor.minReplicas: 3 is greater than maxReplicas 2"),
-        ("minReplicas: -1\nonnx:\n  storageUri: gs://b/m", "spec.predictor.minReplicas: must not be negative, got -1"),
-        ("scaleMetric: rps\nscaleTarget: 0\nonnx:\n  storageUri: gs://b/m", "spec.predictor.scaleTarget: must be at least 1, got 0"),
-        ("batcher:\n  maxBatchSize: 0\nonnx:\n  storageUri: gs://b/m", "spec.predictor.batcher.maxBatchSize: must be at least 1, got 0"),
-        ("logger:\n  mode: all\nonnx:\n  storageUri: gs://b/m", "spec.predictor.logger.url: required (the sink the events are sent to) unless logger.storage is set"),
+        (
+            "canaryTrafficPercent: 120\nonnx:\n  storageUri: gs://b/m",
+            "spec.predictor.canaryTrafficPercent: must be between 0 and 100, got 120",
+        ),
+        (
+            "minReplicas: 3\nmaxReplicas: 2\nonnx:\n  storageUri: gs://b/m",
+            "spec.predictor.minReplicas: 3 is greater than maxReplicas 2",
+        ),
+        (
+            "minReplicas: -1\nonnx:\n  storageUri: gs://b/m",
+            "spec.predictor.minReplicas: must not be negative, got -1",
+        ),
+        (
+            "scaleMetric: rps\nscaleTarget: 0\nonnx:\n  storageUri: gs://b/m",
+            "spec.predictor.scaleTarget: must be at least 1, got 0",
+        ),
+        (
+            "batcher:\n  maxBatchSize: 0\nonnx:\n  storageUri: gs://b/m",
+            "spec.predictor.batcher.maxBatchSize: must be at least 1, got 0",
+        ),
+        (
+            "logger:\n  mode: all\nonnx:\n  storageUri: gs://b/m",
+            "spec.predictor.logger.url: required (the sink the events are sent to) unless logger.storage is set",
+        ),
         (
             "onnx:\n  storageUri: ftp://host/model",
             "spec.predictor.onnx.storageUri: \"ftp://host/model\": unsupported scheme \"ftp\", expected one of gs://, s3://, pvc://, file://, https://, http://, hdfs://, webhdfs://, oci://, oci+native://, oci+fetch://, hf:// or a local path",
@@ -102,22 +132,33 @@ fn names_follow_dns_1035() {
     let text = "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: My_Model\nspec:\n  predictor:\n    onnx:\n      storageUri: gs://b/m\n";
     assert_eq!(
         errors(text),
-        ["isvc.yaml:doc 1: metadata.name: \"My_Model\" is not a valid name: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit"]
+        [
+            "isvc.yaml:doc 1: metadata.name: \"My_Model\" is not a valid name: lowercase letters, digits and '-', starting with a letter and ending with a letter or digit"
+        ]
     );
     let long = "a".repeat(48);
     let text = text.replace("My_Model", &long);
     assert_eq!(
         errors(&text),
-        [format!("isvc.yaml:doc 1: metadata.name: \"{long}\" is 48 characters, at most 47 (revision names add 16 and must fit 63)")]
+        [format!(
+            "isvc.yaml:doc 1: metadata.name: \"{long}\" is 48 characters, at most 47 (revision names add 16 and must fit 63)"
+        )]
     );
 }
 
 #[test]
 fn multi_document_positions() {
     let good = isvc("onnx:\n  storageUri: gs://b/m");
-    let text = format!("{good}---\n{}---\n# empty\n---\n{}", good.replace("name: m", "name: ok"), isvc("onnx:\n  storageUrl: x"));
+    let text = format!(
+        "{good}---\n{}---\n# empty\n---\n{}",
+        good.replace("name: m", "name: ok"),
+        isvc("onnx:\n  storageUrl: x")
+    );
     // Document 3 is empty (a comment only) and still counts.
-    assert_eq!(errors(&text), ["isvc.yaml:doc 4: spec.predictor.onnx.storageUrl: unknown field, did you mean storageUri"]);
+    assert_eq!(
+        errors(&text),
+        ["isvc.yaml:doc 4: spec.predictor.onnx.storageUrl: unknown field, did you mean storageUri"]
+    );
 }
 
 #[test]
@@ -132,25 +173,37 @@ fn api_version_and_kind_are_checked() {
     let body = "metadata:\n  name: m\nspec:\n  predictor:\n    onnx:\n      storageUri: gs://b/m\n";
     assert_eq!(
         errors(&format!("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceServise\n{body}")),
-        ["isvc.yaml:doc 1: kind: unknown kind \"InferenceServise\", expected one of InferenceService, TrainedModel, ServingRuntime, ClusterServingRuntime, did you mean InferenceService"]
+        [
+            "isvc.yaml:doc 1: kind: unknown kind \"InferenceServise\", expected one of InferenceService, TrainedModel, ServingRuntime, ClusterServingRuntime, did you mean InferenceService"
+        ]
     );
     assert_eq!(
         errors(&format!("apiVersion: example.com/v1beta1\nkind: InferenceService\n{body}")),
-        ["isvc.yaml:doc 1: apiVersion: unknown group \"example.com\", expected serving.kserve.io, serving.kubeflow.org or serving.oxserve.dev"]
+        [
+            "isvc.yaml:doc 1: apiVersion: unknown group \"example.com\", expected serving.kserve.io, serving.kubeflow.org or serving.oxserve.dev"
+        ]
     );
     assert_eq!(
         errors(&format!("apiVersion: serving.kserve.io/v1alpha1\nkind: InferenceService\n{body}")),
-        ["isvc.yaml:doc 1: apiVersion: InferenceService is served as serving.kserve.io/v1beta1, got version \"v1alpha1\""]
+        [
+            "isvc.yaml:doc 1: apiVersion: InferenceService is served as serving.kserve.io/v1beta1, got version \"v1alpha1\""
+        ]
     );
-    assert_eq!(errors(&format!("kind: InferenceService\n{body}")), ["isvc.yaml:doc 1: apiVersion: required, e.g. serving.kserve.io/v1beta1"]);
+    assert_eq!(
+        errors(&format!("kind: InferenceService\n{body}")),
+        ["isvc.yaml:doc 1: apiVersion: required, e.g. serving.kserve.io/v1beta1"]
+    );
 }
 
 #[test]
 fn oxserve_explainer_needs_the_native_group() {
-    let text = format!("{}  explainer:\n    type: kernelshap\n", isvc("onnx:\n  storageUri: gs://b/m"));
+    let text =
+        format!("{}  explainer:\n    type: kernelshap\n", isvc("onnx:\n  storageUri: gs://b/m"));
     assert_eq!(
         errors(&text),
-        ["isvc.yaml:doc 1: spec.explainer.type: oxserve's own explainer needs apiVersion serving.oxserve.dev/v1beta1; with serving.kserve.io write explainer.art or explainer.containers"]
+        [
+            "isvc.yaml:doc 1: spec.explainer.type: oxserve's own explainer needs apiVersion serving.oxserve.dev/v1beta1; with serving.kserve.io write explainer.art or explainer.containers"
+        ]
     );
     let native = text.replace("serving.kserve.io", "serving.oxserve.dev");
     assert!(oxserve_api::parse(&native, "isvc.yaml").is_ok());
@@ -165,11 +218,18 @@ fn json_lists_and_errors() {
          "spec": {"predictor": {"onnx": {"storageUri": "gs://b/m", "protocolVersion": "v3"}}}}]}"#;
     let e = errors(text);
     assert_eq!(e.len(), 1);
-    assert!(e[0].starts_with("isvc.yaml:doc 1: items[1].spec.predictor.onnx.protocolVersion: unknown variant `v3`"), "{}", e[0]);
+    assert!(
+        e[0].starts_with(
+            "isvc.yaml:doc 1: items[1].spec.predictor.onnx.protocolVersion: unknown variant `v3`"
+        ),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
 fn null_fields_are_absent_fields() {
-    let r = oxserve_api::parse(&isvc("logger: null\nonnx:\n  storageUri: gs://b/m"), "isvc.yaml").expect("parses");
+    let r = oxserve_api::parse(&isvc("logger: null\nonnx:\n  storageUri: gs://b/m"), "isvc.yaml")
+        .expect("parses");
     assert!(r[0].to_value().pointer("/spec/predictor/logger").is_none());
 }

@@ -4,8 +4,18 @@
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-const FRAMEWORKS: [&str; 10] =
-    ["sklearn", "xgboost", "tensorflow", "pytorch", "triton", "onnx", "huggingface", "pmml", "lightgbm", "paddle"];
+const FRAMEWORKS: [&str; 10] = [
+    "sklearn",
+    "xgboost",
+    "tensorflow",
+    "pytorch",
+    "triton",
+    "onnx",
+    "huggingface",
+    "pmml",
+    "lightgbm",
+    "paddle",
+];
 
 fn label() -> impl Strategy<Value = String> {
     "[a-z][a-z0-9-]{0,10}[a-z0-9]"
@@ -50,7 +60,10 @@ fn extension() -> impl Strategy<Value = Value> {
 fn container() -> impl Strategy<Value = Value> {
     (
         prop::collection::vec("[a-z-]{1,8}", 0..3),
-        prop::collection::vec((label().prop_map(|s| s.to_uppercase().replace('-', "_")), "[a-z0-9]{0,6}"), 0..3),
+        prop::collection::vec(
+            (label().prop_map(|s| s.to_uppercase().replace('-', "_")), "[a-z0-9]{0,6}"),
+            0..3,
+        ),
         prop::option::of((1u8..8, 1u8..16)),
         prop::option::of(1i32..65535),
     )
@@ -60,22 +73,38 @@ fn container() -> impl Strategy<Value = Value> {
                 c.insert("args".into(), json!(args));
             }
             if !env.is_empty() {
-                let env: Vec<Value> = env.into_iter().map(|(n, v)| json!({"name": n, "value": v})).collect();
+                let env: Vec<Value> =
+                    env.into_iter().map(|(n, v)| json!({"name": n, "value": v})).collect();
                 c.insert("env".into(), json!(env));
             }
             if let Some((cpu, mem)) = resources {
-                c.insert("resources".into(), json!({"limits": {"cpu": cpu.to_string(), "memory": format!("{mem}Gi")}}));
+                c.insert(
+                    "resources".into(),
+                    json!({"limits": {"cpu": cpu.to_string(), "memory": format!("{mem}Gi")}}),
+                );
             }
             if let Some(p) = port {
-                c.insert("ports".into(), json!([{"containerPort": p, "name": "h2c", "protocol": "TCP"}]));
-                c.insert("readinessProbe".into(), json!({"httpGet": {"path": "/v2/health/ready", "port": p}, "periodSeconds": 5}));
+                c.insert(
+                    "ports".into(),
+                    json!([{"containerPort": p, "name": "h2c", "protocol": "TCP"}]),
+                );
+                c.insert(
+                    "readinessProbe".into(),
+                    json!({"httpGet": {"path": "/v2/health/ready", "port": p}, "periodSeconds": 5}),
+                );
             }
             Value::Object(c)
         })
 }
 
 fn predictor() -> impl Strategy<Value = Value> {
-    (0..FRAMEWORKS.len() + 2, extension(), container(), label(), prop::option::of(prop::sample::select(vec!["v1", "v2"])))
+    (
+        0..FRAMEWORKS.len() + 2,
+        extension(),
+        container(),
+        label(),
+        prop::option::of(prop::sample::select(vec!["v1", "v2"])),
+    )
         .prop_map(|(which, ext, container, path, protocol)| {
             let mut p = ext.as_object().cloned().unwrap_or_default();
             let uri = format!("s3://bucket/{path}");
@@ -129,9 +158,11 @@ fn contains(input: &Value, output: &Value, path: &str) -> Result<(), String> {
             Some(w) => contains(v, w, &format!("{path}.{k}")),
             None => Err(format!("{path}.{k} dropped")),
         }),
-        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
-            a.iter().zip(b).enumerate().try_for_each(|(i, (v, w))| contains(v, w, &format!("{path}[{i}]")))
-        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .try_for_each(|(i, (v, w))| contains(v, w, &format!("{path}[{i}]"))),
         (a, b) if a == b => Ok(()),
         (a, b) => Err(format!("{path}: {a} became {b}")),
     }

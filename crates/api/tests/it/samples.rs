@@ -38,7 +38,8 @@ fn retired_samples_are_refused_with_their_reason() {
     assert!(files.len() >= 2);
     for path in files {
         let text = std::fs::read_to_string(&path).expect("read sample");
-        let errors = oxserve_api::parse(&text, &name(&path)).expect_err("a retired shape must be refused");
+        let errors =
+            oxserve_api::parse(&text, &name(&path)).expect_err("a retired shape must be refused");
         insta::with_settings!({ snapshot_suffix => name(&path), omit_expression => true }, {
             insta::assert_snapshot!("refused", errors.to_string());
         });

@@ -1,9 +1,9 @@
 //! Runtime selection: the built-in runtime, ServingRuntimes matched as KServe matches them,
 //! runtimes by name, custom containers and the refusals.
 
-use oxserve_api::select::BuiltinFormat;
-use oxserve_api::runtime::ServingRuntime;
 use oxserve_api::isvc::ProtocolVersion;
+use oxserve_api::runtime::ServingRuntime;
+use oxserve_api::select::BuiltinFormat;
 use oxserve_api::{Resource, RuntimeSelection, select_runtime};
 
 fn predictor(yaml: &str) -> oxserve_api::isvc::PredictorSpec {
@@ -18,7 +18,11 @@ fn predictor(yaml: &str) -> oxserve_api::isvc::PredictorSpec {
 }
 
 fn runtimes() -> Vec<ServingRuntime> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/samples/serving-runtime.yaml")).expect("sample");
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/samples/serving-runtime.yaml"
+    ))
+    .expect("sample");
     oxserve_api::parse(&text, "rt")
         .expect("runtimes parse")
         .into_iter()
@@ -40,10 +44,21 @@ fn native_formats_use_the_builtin_runtime() {
         ("onnx:\n  storageUri: gs://b/m", BuiltinFormat::Onnx, ProtocolVersion::V2),
         ("xgboost:\n  storageUri: gs://b/m", BuiltinFormat::XGBoost, ProtocolVersion::V1),
         ("lightgbm:\n  storageUri: gs://b/m", BuiltinFormat::LightGBM, ProtocolVersion::V1),
-        ("sklearn:\n  storageUri: gs://b/model.onnx", BuiltinFormat::SklearnOnnx, ProtocolVersion::V1),
-        ("model:\n  modelFormat: {name: xgboost}\n  protocolVersion: v2\n  storageUri: gs://b/m", BuiltinFormat::XGBoost, ProtocolVersion::V2),
+        (
+            "sklearn:\n  storageUri: gs://b/model.onnx",
+            BuiltinFormat::SklearnOnnx,
+            ProtocolVersion::V1,
+        ),
+        (
+            "model:\n  modelFormat: {name: xgboost}\n  protocolVersion: v2\n  storageUri: gs://b/m",
+            BuiltinFormat::XGBoost,
+            ProtocolVersion::V2,
+        ),
     ] {
-        assert_eq!(select_runtime(&predictor(yaml), &[]).expect(yaml), RuntimeSelection::Builtin { format, protocol });
+        assert_eq!(
+            select_runtime(&predictor(yaml), &[]).expect(yaml),
+            RuntimeSelection::Builtin { format, protocol }
+        );
     }
 }
 
@@ -64,27 +79,50 @@ fn formats_without_a_runtime_are_refused() {
 fn applied_runtimes_win_by_priority_and_protocol() {
     let rts = runtimes();
     // Both auto-select sklearn v1; only the cluster runtime speaks v1.
-    let p = predictor("model:\n  modelFormat: {name: sklearn, version: \"1\"}\n  storageUri: gs://b/m");
-    assert!(matches!(select_runtime(&p, &rts), Ok(RuntimeSelection::ServingRuntime { name, .. }) if name == "kserve-sklearnserver"));
+    let p =
+        predictor("model:\n  modelFormat: {name: sklearn, version: \"1\"}\n  storageUri: gs://b/m");
+    assert!(
+        matches!(select_runtime(&p, &rts), Ok(RuntimeSelection::ServingRuntime { name, .. }) if name == "kserve-sklearnserver")
+    );
     // With v2 both qualify; mlserver has the higher priority (2).
-    let p = predictor("model:\n  modelFormat: {name: sklearn}\n  protocolVersion: v2\n  storageUri: gs://b/m");
-    assert!(matches!(select_runtime(&p, &rts), Ok(RuntimeSelection::ServingRuntime { name, .. }) if name == "kserve-mlserver"));
+    let p = predictor(
+        "model:\n  modelFormat: {name: sklearn}\n  protocolVersion: v2\n  storageUri: gs://b/m",
+    );
+    assert!(
+        matches!(select_runtime(&p, &rts), Ok(RuntimeSelection::ServingRuntime { name, .. }) if name == "kserve-mlserver")
+    );
     // A version no runtime lists falls back to the built-in runtime (no version check there).
-    let p = predictor("model:\n  modelFormat: {name: xgboost, version: \"2\"}\n  protocolVersion: v2\n  storageUri: gs://b/m");
-    assert!(matches!(select_runtime(&p, &rts), Ok(RuntimeSelection::Builtin { format: BuiltinFormat::XGBoost, .. })), "{:?}", select_runtime(&p, &rts));
+    let p = predictor(
+        "model:\n  modelFormat: {name: xgboost, version: \"2\"}\n  protocolVersion: v2\n  storageUri: gs://b/m",
+    );
+    assert!(
+        matches!(
+            select_runtime(&p, &rts),
+            Ok(RuntimeSelection::Builtin { format: BuiltinFormat::XGBoost, .. })
+        ),
+        "{:?}",
+        select_runtime(&p, &rts)
+    );
 }
 
 #[test]
 fn runtime_by_name() {
     let rts = runtimes();
-    let p = predictor("model:\n  modelFormat: {name: xgboost}\n  runtime: kserve-mlserver\n  protocolVersion: v2\n  storageUri: gs://b/m");
-    assert!(matches!(select_runtime(&p, &rts), Ok(RuntimeSelection::ServingRuntime { name, .. }) if name == "kserve-mlserver"));
-    let p = predictor("model:\n  modelFormat: {name: onnx}\n  runtime: kserve-mlserver\n  protocolVersion: v2\n  storageUri: gs://b/m");
+    let p = predictor(
+        "model:\n  modelFormat: {name: xgboost}\n  runtime: kserve-mlserver\n  protocolVersion: v2\n  storageUri: gs://b/m",
+    );
+    assert!(
+        matches!(select_runtime(&p, &rts), Ok(RuntimeSelection::ServingRuntime { name, .. }) if name == "kserve-mlserver")
+    );
+    let p = predictor(
+        "model:\n  modelFormat: {name: onnx}\n  runtime: kserve-mlserver\n  protocolVersion: v2\n  storageUri: gs://b/m",
+    );
     assert_eq!(
         err(select_runtime(&p, &rts)),
         "spec.predictor.model.runtime: NoSupportingRuntime: ServingRuntime \"kserve-mlserver\" does not support model format onnx"
     );
-    let p = predictor("model:\n  modelFormat: {name: onnx}\n  runtime: triton\n  storageUri: gs://b/m");
+    let p =
+        predictor("model:\n  modelFormat: {name: onnx}\n  runtime: triton\n  storageUri: gs://b/m");
     assert_eq!(
         err(select_runtime(&p, &rts)),
         "spec.predictor.model.runtime: RuntimeNotRecognized: no ServingRuntime named \"triton\": apply one, or leave runtime unset to choose by model format"

@@ -3,7 +3,9 @@
 use oxserve_api::{Backend, warnings};
 
 fn parse_one(path: &str) -> oxserve_api::Resource {
-    let text = std::fs::read_to_string(format!("{}/tests/samples/{path}", env!("CARGO_MANIFEST_DIR"))).expect("sample");
+    let text =
+        std::fs::read_to_string(format!("{}/tests/samples/{path}", env!("CARGO_MANIFEST_DIR")))
+            .expect("sample");
     oxserve_api::parse(&text, path).unwrap_or_else(|e| panic!("{e}")).remove(0)
 }
 
@@ -37,7 +39,10 @@ fn unknown_autoscaling_annotations_are_warnings() {
     let r = oxserve_api::parse(text, "t").expect("parses").remove(0);
     let w = warnings(&r, Backend::Kubernetes);
     assert_eq!(w.len(), 1);
-    assert_eq!(w[0].to_string(), "metadata.annotations.autoscaling.knative.dev/targetx: not an autoscaling setting oxserve reads");
+    assert_eq!(
+        w[0].to_string(),
+        "metadata.annotations.autoscaling.knative.dev/targetx: not an autoscaling setting oxserve reads"
+    );
 }
 
 #[test]

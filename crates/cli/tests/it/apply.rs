@@ -96,10 +96,12 @@ fn dry_run_prints_the_normalized_objects() {
 
 #[test]
 fn dry_run_from_stdin_as_yaml_with_a_namespace() {
-    let out = apply(&["--dry-run", "-f", "-", "-n", "models", "--backend", "kubernetes"], Some(GOOD));
+    let out =
+        apply(&["--dry-run", "-f", "-", "-n", "models", "--backend", "kubernetes"], Some(GOOD));
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let docs: Vec<serde_json::Value> = stdout.split("---\n").map(|d| serde_yaml_ng::from_str(d).expect("yaml")).collect();
+    let docs: Vec<serde_json::Value> =
+        stdout.split("---\n").map(|d| serde_yaml_ng::from_str(d).expect("yaml")).collect();
     assert_eq!(docs.len(), 2);
     assert_eq!(docs[0]["metadata"]["namespace"], "models");
     assert!(out.stderr.is_empty(), "no warnings on kubernetes: {}", text(&out.stderr));
@@ -116,7 +118,9 @@ fn invalid_manifests_exit_1_with_positioned_errors() {
     assert!(out.stdout.is_empty());
     assert_eq!(
         text(&out.stderr),
-        format!("{path}:doc 2: spec.predictor.sklearn.storageUrl: unknown field, did you mean storageUri\n")
+        format!(
+            "{path}:doc 2: spec.predictor.sklearn.storageUrl: unknown field, did you mean storageUri\n"
+        )
     );
     // Once the field is fixed, the bad value is next.
     std::fs::write(&file, BAD.replace("storageUrl", "storageUri")).expect("write manifest");
@@ -124,7 +128,9 @@ fn invalid_manifests_exit_1_with_positioned_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         text(&out.stderr),
-        format!("{path}:doc 2: spec.predictor.canaryTrafficPercent: must be between 0 and 100, got 150\n")
+        format!(
+            "{path}:doc 2: spec.predictor.canaryTrafficPercent: must be between 0 and 100, got 150\n"
+        )
     );
 }
 
@@ -134,7 +140,12 @@ fn without_dry_run_it_needs_the_platform() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("needs the platform's api (`oxserve up`)"), "{stderr}");
-    assert!(stderr.contains("/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/sklearn-iris"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/sklearn-iris"
+        ),
+        "{stderr}"
+    );
 }
 
 #[test]
