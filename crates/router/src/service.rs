@@ -173,8 +173,11 @@ impl<S: Inner> Service<Req> for LimitBody<S> {
                 )))
             });
         }
-        // Bodies without a length are counted as they stream.
-        let req = if declared.is_some() {
+        // REST bodies without a length are counted as they stream. A gRPC body is a stream
+        // of messages (ModelStreamInfer may run for hours): the first message's length is
+        // checked when its model name is read, each message's by the replica.
+        let grpc = req.extensions().get::<Grpc>().is_some_and(|g| g.0);
+        let req = if declared.is_some() || grpc {
             req
         } else {
             req.map(|b| boxed(http_body_util::Limited::new(b, max)))

@@ -106,7 +106,7 @@ async fn split_changes_under_load_fail_no_request() {
     for l in load {
         l.await.unwrap();
     }
-    let seen = seen.lock();
+    let seen = seen.lock().clone();
     let failed: Vec<_> = seen.iter().filter(|(_, s)| *s != 200).collect();
     assert!(
         failed.is_empty(),
