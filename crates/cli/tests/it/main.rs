@@ -5,3 +5,4 @@ mod python;
 mod router;
 mod serve;
 mod support;
+mod up;

@@ -699,14 +699,28 @@ impl Platform {
             .map(|((_, tname), _)| tname.clone())
             .collect();
         let svc = state.services.get(key).expect("checked above");
-        Ok(Some(traffic::service_route(
-            &service,
-            &derived.plan,
-            &svc.revisions,
-            &replicas,
-            &trained,
-        )))
+        let mut route =
+            traffic::service_route(&service, &derived.plan, &svc.revisions, &replicas, &trained);
+        merge_repeated_targets(&mut route.entry);
+        if let Some(p) = route.predictor.as_mut() {
+            merge_repeated_targets(p);
+        }
+        Ok(Some(route))
     }
+}
+
+/// The plan names one revision twice while a canary is not ready yet (`latest` and `prev`
+/// both on the serving revision); the router takes each revision once, so the entries are
+/// merged: weights added, the first entry's tag kept.
+fn merge_repeated_targets(component: &mut crate::routes::ComponentRoute) {
+    let mut merged: Vec<crate::routes::RevisionTarget> = Vec::new();
+    for t in component.targets.drain(..) {
+        match merged.iter_mut().find(|m| m.revision == t.revision) {
+            Some(m) => m.weight += t.weight,
+            None => merged.push(t),
+        }
+    }
+    component.targets = merged;
 }
 
 fn with_status(s: &Service) -> Value {
@@ -793,6 +807,31 @@ mod tests {
         assert_eq!(revs.revision(name).unwrap().state(), &RevisionState::Ready);
         advance(&mut revs, name, RevisionState::Failed { reason: "boom".into() }, Timestamp(4));
         assert_eq!(revs.revision(name).unwrap().state().failure(), Some("boom"));
+    }
+
+    #[test]
+    fn a_revision_named_twice_is_one_target_with_both_weights() {
+        use crate::routes::{ComponentRoute, RevisionTarget};
+        let target = |rev: &str, weight, tag: &str| RevisionTarget {
+            revision: rev.into(),
+            weight,
+            tag: Some(tag.into()),
+            model: None,
+            container_concurrency: 0,
+            timeout_seconds: 300,
+            replicas: Vec::new(),
+        };
+        let mut c = ComponentRoute {
+            component: "predictor".into(),
+            host: String::new(),
+            targets: vec![
+                target("a-1", 20, "latest"),
+                target("a-1", 80, "prev"),
+                target("a-2", 0, "x"),
+            ],
+        };
+        merge_repeated_targets(&mut c);
+        assert_eq!(c.targets, vec![target("a-1", 100, "latest"), target("a-2", 0, "x")]);
     }
 
     #[test]
