@@ -120,9 +120,22 @@ impl<S: Score + Into<f64>> Walk<'_, '_, S> {
         extend(here, depth, zero, one, feature);
         if link < 0 {
             let value = self.view.leaf_value(link);
+            // An element the row does not follow (`one == 0`) unwinds to
+            // `(depth + 1) / zero × Σ_i pweight_i / (depth − i)`: the sum is the same for
+            // all of them, so it is taken once.
+            let mut cold_sum = None;
             for i in 1..=depth {
-                let w = unwound_sum(here, depth, i);
                 let el = here[i];
+                let w = if el.one != 0.0 {
+                    unwound_sum(here, depth, i)
+                } else if el.zero != 0.0 {
+                    let sum = *cold_sum.get_or_insert_with(|| {
+                        (0..depth).map(|j| here[j].pweight * recip(depth - j)).sum::<f64>()
+                    });
+                    sum * (depth + 1) as f64 / el.zero
+                } else {
+                    0.0
+                };
                 phi[el.feature as usize] += w * (el.one - el.zero) * value;
             }
             return;
@@ -149,28 +162,55 @@ impl<S: Score + Into<f64>> Walk<'_, '_, S> {
     }
 }
 
+/// `1 / n` for small `n`: the path arithmetic multiplies by these instead of dividing (a
+/// division costs several multiplications, and the leaves' sums do little else).
+const RECIPROCALS: [f64; 256] = {
+    let mut table = [0.0; 256];
+    let mut n = 1;
+    while n < 256 {
+        table[n] = 1.0 / n as f64;
+        n += 1;
+    }
+    table
+};
+
+#[inline(always)]
+fn recip(n: usize) -> f64 {
+    if n < RECIPROCALS.len() { RECIPROCALS[n] } else { 1.0 / n as f64 }
+}
+
 /// EXTEND: adds an element to the path of `depth + 1` elements (`path[..depth]` plus this).
+#[inline]
 fn extend(path: &mut [PathElement], depth: usize, zero: f64, one: f64, feature: i32) {
     path[depth] = PathElement { feature, zero, one, pweight: if depth == 0 { 1.0 } else { 0.0 } };
-    let d1 = (depth + 1) as f64;
+    let inv_d1 = recip(depth + 1);
     for i in (0..depth).rev() {
-        path[i + 1].pweight += one * path[i].pweight * (i + 1) as f64 / d1;
-        path[i].pweight = zero * path[i].pweight * (depth - i) as f64 / d1;
+        path[i + 1].pweight += one * path[i].pweight * ((i + 1) as f64 * inv_d1);
+        path[i].pweight = zero * path[i].pweight * ((depth - i) as f64 * inv_d1);
     }
 }
 
+// Without conditioning, every element's `one` is exactly 0 or 1 (the row goes that way or
+// not), so the divisions by `one` of the published algorithm are left out where `one` is 1.
+
 /// UNWIND: removes element `k` from the path `path[..=depth]`, undoing its EXTEND.
+#[inline]
 fn unwind(path: &mut [PathElement], depth: usize, k: usize) {
     let PathElement { one, zero, .. } = path[k];
     let d1 = (depth + 1) as f64;
+    let inv_d1 = recip(depth + 1);
     let mut next_one = path[depth].pweight;
-    for i in (0..depth).rev() {
-        if one != 0.0 {
+    if one != 0.0 {
+        debug_assert!(one == 1.0);
+        for i in (0..depth).rev() {
             let tmp = path[i].pweight;
-            path[i].pweight = next_one * d1 / ((i + 1) as f64 * one);
-            next_one = tmp - path[i].pweight * zero * (depth - i) as f64 / d1;
-        } else {
-            path[i].pweight = path[i].pweight * d1 / (zero * (depth - i) as f64);
+            path[i].pweight = next_one * d1 * recip(i + 1);
+            next_one = tmp - path[i].pweight * zero * ((depth - i) as f64 * inv_d1);
+        }
+    } else {
+        let inv_zero = 1.0 / zero;
+        for i in (0..depth).rev() {
+            path[i].pweight = path[i].pweight * d1 * inv_zero * recip(depth - i);
         }
     }
     for i in k..depth {
@@ -182,18 +222,24 @@ fn unwind(path: &mut [PathElement], depth: usize, k: usize) {
 
 /// The total weight of the path `path[..=depth]` with element `k` unwound, without
 /// changing the path.
+#[inline]
 fn unwound_sum(path: &[PathElement], depth: usize, k: usize) -> f64 {
     let PathElement { one, zero, .. } = path[k];
     let d1 = (depth + 1) as f64;
-    let mut next_one = path[depth].pweight;
     let mut total = 0.0;
-    for i in (0..depth).rev() {
-        if one != 0.0 {
-            let tmp = next_one * d1 / ((i + 1) as f64 * one);
+    if one != 0.0 {
+        debug_assert!(one == 1.0);
+        let zero_over_d1 = zero * recip(depth + 1);
+        let mut next_one = path[depth].pweight;
+        for i in (0..depth).rev() {
+            let tmp = next_one * d1 * recip(i + 1);
             total += tmp;
-            next_one = path[i].pweight - tmp * zero * ((depth - i) as f64 / d1);
-        } else if zero != 0.0 {
-            total += (path[i].pweight / zero) / ((depth - i) as f64 / d1);
+            next_one = path[i].pweight - tmp * zero_over_d1 * (depth - i) as f64;
+        }
+    } else if zero != 0.0 {
+        let scale = d1 / zero;
+        for i in (0..depth).rev() {
+            total += path[i].pweight * scale * recip(depth - i);
         }
     }
     total
