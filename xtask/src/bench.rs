@@ -20,6 +20,7 @@
 
 mod batching;
 mod criterion;
+mod explain;
 mod instructions;
 mod peers;
 mod router;
@@ -53,6 +54,8 @@ enum BenchCommand {
     Instructions(instructions::Args),
     /// Measure what the router adds (direct vs routed vs a bare proxy) and its cold start.
     Router(router::Args),
+    /// Time TreeSHAP against XGBoost's and LightGBM's own contributions, and KernelSHAP.
+    Explain(explain::Args),
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
@@ -65,6 +68,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         BenchCommand::Trees(args) => trees::run(sh, args),
         BenchCommand::Instructions(args) => instructions::run(sh, args),
         BenchCommand::Router(args) => router::run(sh, args),
+        BenchCommand::Explain(args) => explain::run(sh, args),
     }
 }
 
