@@ -68,7 +68,11 @@ fn time(calls: usize, mut f: impl FnMut(usize)) -> f64 {
 
 fn main() {
     // `cargo bench` passes `--bench`; the directory is the one other argument.
-    let dir = std::env::args().skip(1).find(|a| !a.starts_with("--")).expect("usage: explain DIR");
+    // Under `cargo test --all-targets` it runs with no directory: nothing to time then.
+    let Some(dir) = std::env::args().skip(1).find(|a| !a.starts_with("--")) else {
+        eprintln!("usage: explain DIR (cargo xtask bench explain writes DIR); nothing to time");
+        return;
+    };
     let dir = Path::new(&dir);
     let x = read_f32(&dir.join("x.f32"));
     let features = 20;

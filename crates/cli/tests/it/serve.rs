@@ -20,7 +20,12 @@ struct Expected {
 fn expected_fixtures() -> Vec<Expected> {
     let dir = fixtures().join("expected");
     let mut all = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    // `NAME.contribs.json` beside a fixture holds its TreeSHAP contributions, not predictions.
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().ends_with(".contribs.json"))
+        .collect();
     paths.sort();
     for path in paths {
         let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
