@@ -8,6 +8,8 @@
 
 pub mod autoscaler;
 pub mod backend;
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod local;
 pub mod metrics;
 pub mod platform;
