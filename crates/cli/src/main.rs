@@ -8,6 +8,7 @@ mod resources;
 mod router;
 mod serve;
 mod up;
+mod wait;
 
 use anyhow::Result;
 

@@ -111,14 +111,16 @@ pub struct LogsArgs {
     target: Target,
 }
 
-struct Api {
-    base: String,
-    namespace: String,
-    client: reqwest::Client,
+/// A client of the platform's api, shared by `apply` and the resource commands.
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) namespace: String,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Api {
-    fn new(target: Target) -> Result<Api> {
+    /// The api of `--server`, else of the `oxserve up` on the state dir, else the default.
+    pub(crate) fn new(target: Target) -> Result<Api> {
         let Target { server, state_dir, namespace } = target;
         let base = match server {
             Some(s) => s,
@@ -148,7 +150,7 @@ impl Api {
         p
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let r = req.send().await.with_context(|| {
             format!("cannot reach the platform at {} (is `oxserve up` running?)", self.base)
         })?;
@@ -164,12 +166,12 @@ impl Api {
         bail!("{message} ({status})")
     }
 
-    async fn json(&self, url: String) -> Result<Value> {
+    pub(crate) async fn json(&self, url: String) -> Result<Value> {
         Ok(self.send(self.client.get(url)).await?.json().await?)
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

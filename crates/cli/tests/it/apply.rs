@@ -1,5 +1,5 @@
 //! `oxserve apply --dry-run`: the real binary on a good and a bad manifest, from a file and
-//! from stdin; without `--dry-run` it says it needs the platform.
+//! from stdin; without `--dry-run` and without a platform it exits 2 and says so.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -135,15 +135,15 @@ fn invalid_manifests_exit_1_with_positioned_errors() {
 }
 
 #[test]
-fn without_dry_run_it_needs_the_platform() {
-    let out = apply(&["-f", "-"], Some(GOOD));
+fn without_a_platform_it_exits_2_and_says_so() {
+    // Port 1 on loopback: nothing listens there.
+    let out = apply(&["-f", "-", "--server", "http://127.0.0.1:1"], Some(GOOD));
     assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing was applied: {}", text(&out.stdout));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("needs the platform's api (`oxserve up`)"), "{stderr}");
     assert!(
-        stderr.contains(
-            "/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/sklearn-iris"
-        ),
+        stderr
+            .contains("cannot reach the platform at http://127.0.0.1:1 (is `oxserve up` running?)"),
         "{stderr}"
     );
 }

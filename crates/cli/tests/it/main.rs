@@ -6,3 +6,4 @@ mod router;
 mod serve;
 mod support;
 mod up;
+mod up_apply;
