@@ -3,10 +3,15 @@
 //! state in `--state-dir`), the router with its activator, the KPA, and the api port.
 //!
 //! The api port serves the stored objects as JSON at Kubernetes-shaped paths:
-//! `/apis/{group}/{version}/namespaces/{ns}/{inferenceservices|trainedmodels}[/{name}]`
+//! `/apis/{group}/{version}/namespaces/{ns}/{inferenceservices|trainedmodels|servingruntimes}[/{name}]`
+//! and the cluster-scoped `/apis/{group}/v1alpha1/clusterservingruntimes[/{name}]`
 //! (GET list/get, PUT create-or-replace with a YAML or JSON body, DELETE), any of the three
 //! API groups, plus `…/inferenceservices/{name}/revisions` and `…/{name}/logs` (oxserve's
 //! own) and a status page at `/`. Errors are `{"error": "…"}` with a 4xx status.
+//!
+//! A service with a transformer gets a loopback listener of its own on the router
+//! ([`ChainListeners`]): the transformer's `--predictor_host`, where every request goes to
+//! the service's predictor.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -21,8 +26,8 @@ use oxserve_api::{ApiGroup, Kind, Resource};
 use oxserve_controller::autoscaler::AutoscalerConfig;
 use oxserve_controller::local::state::{StateStore, write_atomic};
 use oxserve_controller::local::{LocalBackend, LocalConfig};
-use oxserve_controller::platform::{ObjectKind, Platform, PlatformConfig};
-use oxserve_router::{Listeners, Router, RouterConfig, serve};
+use oxserve_controller::platform::{ObjectKind, Platform, PlatformConfig, PredictorHosts};
+use oxserve_router::{Listeners, Router, RouterConfig, serve, serve_pinned};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -140,10 +145,22 @@ pub fn run(args: Args) -> Result<()> {
             router_config.queue_depth = q;
         }
         let (router, mut events) = Router::new(router_config);
-        let config = PlatformConfig { domain, autoscaler, router_http: Some(http_addr.to_string()) };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let chains = ChainListeners {
+            router: router.clone(),
+            domain: domain.clone(),
+            host,
+            stop: stop_rx.clone(),
+            bound: std::sync::Mutex::new(std::collections::HashMap::new()),
+        };
+        let config = PlatformConfig {
+            domain,
+            autoscaler,
+            router_http: Some(http_addr.to_string()),
+            predictor_hosts: Some(Arc::new(chains)),
+        };
         let (platform, mut routes) = Platform::open(store, Arc::new(backend.clone()), config)?;
 
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
             async move {
@@ -214,6 +231,51 @@ async fn shutdown_signal() {
     }
 }
 
+/// One router listener per service with a transformer, bound on first use: whatever Host
+/// the transformer sends there, its requests go to `NAME-predictor.NS.DOMAIN`, the
+/// service's predictor, through the same split, activator and metrics as every request.
+/// This keeps KServe's `--predictor_host` contract (a plain `host:port`) with stock
+/// transformers, which send the predictor host they were given as their Host header.
+struct ChainListeners {
+    router: Router,
+    domain: String,
+    host: IpAddr,
+    stop: tokio::sync::watch::Receiver<bool>,
+    bound: std::sync::Mutex<std::collections::HashMap<(String, String), String>>,
+}
+
+impl std::fmt::Debug for ChainListeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainListeners").field("domain", &self.domain).finish_non_exhaustive()
+    }
+}
+
+impl PredictorHosts for ChainListeners {
+    fn predictor_host(&self, namespace: &str, name: &str) -> Result<String, String> {
+        let mut bound = self.bound.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (namespace.to_owned(), name.to_owned());
+        if let Some(addr) = bound.get(&key) {
+            return Ok(addr.clone());
+        }
+        let fail = |e: std::io::Error| {
+            format!("binding the predictor listener of {namespace}/{name}: {e}")
+        };
+        let std_listener =
+            std::net::TcpListener::bind(SocketAddr::new(self.host, 0)).map_err(fail)?;
+        std_listener.set_nonblocking(true).map_err(fail)?;
+        let addr = std_listener.local_addr().map_err(fail)?;
+        let listener = tokio::net::TcpListener::from_std(std_listener).map_err(fail)?;
+        let pinned = format!("{name}-predictor.{namespace}.{}", self.domain);
+        let mut stop = self.stop.clone();
+        tokio::spawn(serve_pinned(listener, self.router.clone(), pinned, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }));
+        let addr = addr.to_string();
+        bound.insert(key, addr.clone());
+        Ok(addr)
+    }
+}
+
 #[derive(Clone)]
 struct ApiState {
     platform: Platform,
@@ -224,6 +286,10 @@ fn api_router(state: ApiState) -> axum::Router {
     axum::Router::new()
         .route("/", get(status_page))
         .route("/apis/{group}/{version}/{plural}", get(list_all))
+        .route(
+            "/apis/{group}/{version}/{plural}/{name}",
+            get(get_cluster).put(put_cluster).delete(delete_cluster),
+        )
         .route("/apis/{group}/{version}/namespaces/{ns}/{plural}", get(list))
         .route(
             "/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}",
@@ -249,7 +315,12 @@ fn resolve(group: &str, version: &str, plural: &str) -> Result<ObjectKind, Respo
     match (plural, version) {
         ("inferenceservices", "v1beta1") => Ok(ObjectKind::InferenceService),
         ("trainedmodels", "v1alpha1") => Ok(ObjectKind::TrainedModel),
-        ("inferenceservices" | "trainedmodels", _) => Err(error(
+        ("servingruntimes", "v1alpha1") => Ok(ObjectKind::ServingRuntime),
+        ("clusterservingruntimes", "v1alpha1") => Ok(ObjectKind::ClusterServingRuntime),
+        (
+            "inferenceservices" | "trainedmodels" | "servingruntimes" | "clusterservingruntimes",
+            _,
+        ) => Err(error(
             StatusCode::NOT_FOUND,
             format!("{plural} are not served at version {version}"),
         )),
@@ -261,6 +332,8 @@ fn list_of(kind: ObjectKind, group: &str, items: Vec<Value>) -> Response {
     let (list_kind, version) = match kind {
         ObjectKind::InferenceService => ("InferenceServiceList", "v1beta1"),
         ObjectKind::TrainedModel => ("TrainedModelList", "v1alpha1"),
+        ObjectKind::ServingRuntime => ("ServingRuntimeList", "v1alpha1"),
+        ObjectKind::ClusterServingRuntime => ("ClusterServingRuntimeList", "v1alpha1"),
     };
     axum::Json(
         json!({"apiVersion": format!("{group}/{version}"), "kind": list_kind, "items": items}),
@@ -283,15 +356,75 @@ async fn list(
     UrlPath((group, version, ns, plural)): UrlPath<(String, String, String, String)>,
 ) -> Response {
     match resolve(&group, &version, &plural) {
+        Ok(kind) if kind.cluster_scoped() => cluster_scoped(&group, &plural),
         Ok(kind) => list_of(kind, &group, s.platform.list(kind, Some(&ns)).await),
         Err(r) => r,
     }
+}
+
+/// A cluster-scoped kind asked for under a namespace.
+fn cluster_scoped(group: &str, plural: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("{plural} are cluster-scoped: use /apis/{group}/v1alpha1/{plural}[/NAME]"),
+    )
+}
+
+/// The kind a cluster path (`/apis/{group}/{version}/{plural}/{name}`) names.
+fn resolve_cluster(group: &str, version: &str, plural: &str) -> Result<ObjectKind, Response> {
+    match resolve(group, version, plural)? {
+        k if k.cluster_scoped() => Ok(k),
+        _ => Err(error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "{plural} are namespaced: use /apis/{group}/{version}/namespaces/NS/{plural}/NAME"
+            ),
+        )),
+    }
+}
+
+async fn get_cluster(
+    State(s): State<ApiState>,
+    UrlPath((group, version, plural, name)): UrlPath<(String, String, String, String)>,
+) -> Response {
+    match resolve_cluster(&group, &version, &plural) {
+        Ok(kind) => get_kind(&s, kind, "", &name).await,
+        Err(r) => r,
+    }
+}
+
+async fn put_cluster(
+    State(s): State<ApiState>,
+    UrlPath((group, version, plural, name)): UrlPath<(String, String, String, String)>,
+    body: String,
+) -> Response {
+    match resolve_cluster(&group, &version, &plural) {
+        Ok(kind) => put_kind(&s, kind, &plural, "", &name, &body).await,
+        Err(r) => r,
+    }
+}
+
+async fn delete_cluster(
+    State(s): State<ApiState>,
+    UrlPath((group, version, plural, name)): UrlPath<(String, String, String, String)>,
+) -> Response {
+    match resolve_cluster(&group, &version, &plural) {
+        Ok(kind) => delete_kind(&s, kind, &plural, "", &name).await,
+        Err(r) => r,
+    }
+}
+
+/// `ns/name`, or `name` for cluster-scoped objects.
+fn object_path(ns: &str, name: &str) -> String {
+    if ns.is_empty() { name.to_owned() } else { format!("{ns}/{name}") }
 }
 
 fn kind_word(kind: ObjectKind) -> &'static str {
     match kind {
         ObjectKind::InferenceService => "inferenceservice",
         ObjectKind::TrainedModel => "trainedmodel",
+        ObjectKind::ServingRuntime => "servingruntime",
+        ObjectKind::ClusterServingRuntime => "clusterservingruntime",
     }
 }
 
@@ -299,13 +432,20 @@ async fn get_one(
     State(s): State<ApiState>,
     UrlPath((group, version, ns, plural, name)): UrlPath<(String, String, String, String, String)>,
 ) -> Response {
-    let kind = match resolve(&group, &version, &plural) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    match s.platform.get(kind, &ns, &name).await {
+    match resolve(&group, &version, &plural) {
+        Ok(kind) if kind.cluster_scoped() => cluster_scoped(&group, &plural),
+        Ok(kind) => get_kind(&s, kind, &ns, &name).await,
+        Err(r) => r,
+    }
+}
+
+async fn get_kind(s: &ApiState, kind: ObjectKind, ns: &str, name: &str) -> Response {
+    match s.platform.get(kind, ns, name).await {
         Some(v) => axum::Json(v).into_response(),
-        None => error(StatusCode::NOT_FOUND, format!("{} {ns}/{name} not found", kind_word(kind))),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("{} {} not found", kind_word(kind), object_path(ns, name)),
+        ),
     }
 }
 
@@ -314,11 +454,22 @@ async fn put_one(
     UrlPath((group, version, ns, plural, name)): UrlPath<(String, String, String, String, String)>,
     body: String,
 ) -> Response {
-    let kind = match resolve(&group, &version, &plural) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    let resources = match oxserve_api::parse(&body, "request") {
+    match resolve(&group, &version, &plural) {
+        Ok(kind) if kind.cluster_scoped() => cluster_scoped(&group, &plural),
+        Ok(kind) => put_kind(&s, kind, &plural, &ns, &name, &body).await,
+        Err(r) => r,
+    }
+}
+
+async fn put_kind(
+    s: &ApiState,
+    kind: ObjectKind,
+    plural: &str,
+    ns: &str,
+    name: &str,
+    body: &str,
+) -> Response {
+    let resources = match oxserve_api::parse(body, "request") {
         Ok(r) => r,
         Err(e) => return error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
     };
@@ -331,6 +482,8 @@ async fn put_one(
     let expected = match kind {
         ObjectKind::InferenceService => Kind::InferenceService,
         ObjectKind::TrainedModel => Kind::TrainedModel,
+        ObjectKind::ServingRuntime => Kind::ServingRuntime,
+        ObjectKind::ClusterServingRuntime => Kind::ClusterServingRuntime,
     };
     if resource.kind() != expected {
         return error(
@@ -344,19 +497,21 @@ async fn put_one(
             format!("metadata.name: {:?} does not match the path's {name:?}", resource.name()),
         );
     }
-    if let Some(object_ns) = resource.namespace().filter(|n| *n != ns) {
+    if let Some(object_ns) = resource.namespace().filter(|n| *n != ns && !kind.cluster_scoped()) {
         return error(
             StatusCode::BAD_REQUEST,
             format!("metadata.namespace: {object_ns:?} does not match the path's {ns:?}"),
         );
     }
     let mut value = Resource::to_value(resource);
-    if let Some(m) = value.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert("namespace".into(), Value::from(ns.clone()));
+    if let Some(m) = value.get_mut("metadata").and_then(Value::as_object_mut)
+        && !kind.cluster_scoped()
+    {
+        m.insert("namespace".into(), Value::from(ns));
     }
     match s.platform.apply(kind, value).await {
         Ok(applied) => {
-            let object = s.platform.get(kind, &ns, &name).await.unwrap_or(Value::Null);
+            let object = s.platform.get(kind, ns, name).await.unwrap_or(Value::Null);
             let status = if applied == oxserve_controller::platform::Applied::Created {
                 StatusCode::CREATED
             } else {
@@ -374,17 +529,28 @@ async fn delete_one(
     State(s): State<ApiState>,
     UrlPath((group, version, ns, plural, name)): UrlPath<(String, String, String, String, String)>,
 ) -> Response {
-    let kind = match resolve(&group, &version, &plural) {
-        Ok(k) => k,
-        Err(r) => return r,
-    };
-    match s.platform.delete(kind, &ns, &name).await {
+    match resolve(&group, &version, &plural) {
+        Ok(kind) if kind.cluster_scoped() => cluster_scoped(&group, &plural),
+        Ok(kind) => delete_kind(&s, kind, &plural, &ns, &name).await,
+        Err(r) => r,
+    }
+}
+
+async fn delete_kind(
+    s: &ApiState,
+    kind: ObjectKind,
+    plural: &str,
+    ns: &str,
+    name: &str,
+) -> Response {
+    match s.platform.delete(kind, ns, name).await {
         Ok(true) => axum::Json(json!({"kind": "Status", "status": "Success",
             "details": {"name": name, "kind": plural}}))
         .into_response(),
-        Ok(false) => {
-            error(StatusCode::NOT_FOUND, format!("{} {ns}/{name} not found", kind_word(kind)))
-        }
+        Ok(false) => error(
+            StatusCode::NOT_FOUND,
+            format!("{} {} not found", kind_word(kind), object_path(ns, name)),
+        ),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -4,6 +4,9 @@
 //! A backend is told which revisions exist ([`Backend::ensure_revision`]), how many replicas
 //! each should have ([`Backend::scale`]) and which to forget ([`Backend::delete_revision`]);
 //! it reports what actually runs ([`Backend::replica_status`], [`Backend::revision_status`]).
+//! A predictor revision can also be told which TrainedModels its replicas load beside their
+//! own model ([`Backend::set_models`], reported by [`Backend::model_status`]); a backend
+//! without multi-model support keeps the default methods.
 //! Every call is idempotent, so the loop can repeat its whole desired state on every pass.
 //! The local backend ([`crate::local`]) runs replicas as child processes; a Kubernetes
 //! backend maps the same calls onto Deployments.
@@ -84,6 +87,10 @@ pub struct RevisionSpec {
     /// The component's `logger`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logger: Option<LoggerSpec>,
+    /// The built-in server's `explainer` settings (`model-settings.json`), from an oxserve
+    /// explainer the predictor serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explainer: Option<serde_json::Value>,
 }
 
 /// The process a replica runs.
@@ -249,6 +256,38 @@ impl RevisionStatus {
     }
 }
 
+/// One TrainedModel a revision's replicas load beside their own model, through the
+/// server's repository API (KServe's `models.json` entry).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelAssignment {
+    /// The TrainedModel's name: the served model name.
+    pub name: String,
+    pub storage_uri: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framework: Option<String>,
+    /// As written (`256Mi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+/// One TrainedModel across a revision's running replicas.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelLoadStatus {
+    pub name: String,
+    /// Replicas (with their own model ready) that serve it.
+    pub loaded: u32,
+    /// Replicas with their own model ready.
+    pub replicas: u32,
+    /// The last failure to pull or load it, on any replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Milliseconds since the epoch of its last inference on any replica (0: never).
+    #[serde(default)]
+    pub last_used_ms: u64,
+}
+
 /// Where revisions run. Every method is idempotent.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
@@ -264,4 +303,18 @@ pub trait Backend: Send + Sync {
     async fn replica_status(&self, revision: &str) -> Result<Vec<ReplicaStatus>>;
     /// The revision's phase and replicas.
     async fn revision_status(&self, revision: &str) -> Result<RevisionStatus>;
+    /// The TrainedModels every replica of the revision should serve beside its own model
+    /// (the whole list; models left out are unloaded), now and in replicas started later.
+    async fn set_models(&self, revision: &str, models: &[ModelAssignment]) -> Result<()> {
+        let _ = models;
+        Err(Error::Unsupported {
+            revision: revision.to_owned(),
+            reason: "this backend does not load TrainedModels".to_owned(),
+        })
+    }
+    /// Each model given to [`Backend::set_models`] as the revision's replicas serve it.
+    async fn model_status(&self, revision: &str) -> Result<Vec<ModelLoadStatus>> {
+        let _ = revision;
+        Ok(Vec::new())
+    }
 }

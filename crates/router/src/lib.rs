@@ -36,8 +36,8 @@ mod table;
 pub use config::RouterConfig;
 pub use error::{ConfigError, RouteError};
 pub use router::Router;
-pub use serve::{Listeners, serve};
-pub use service::stack;
+pub use serve::{Listeners, serve, serve_pinned};
+pub use service::{stack, stack_with};
 
 /// The response header naming the revision that answered.
 pub const REVISION_HEADER: &str = "x-oxserve-revision";

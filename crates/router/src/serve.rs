@@ -10,7 +10,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use crate::router::Router;
-use crate::service::stack;
+use crate::service::{stack, stack_with};
 
 /// Bound sockets the router answers on. Only `main` binds ports.
 pub struct Listeners {
@@ -73,6 +73,67 @@ pub async fn serve(
         }));
     }
     shutdown.await;
+    drain(accept, stop_tx, graceful).await;
+    sampler.abort();
+    Ok(())
+}
+
+/// Serves `listener` until `shutdown` resolves, routing every request as if it carried
+/// `Host: host` (then drains like [`serve`]). This is how a transformer reaches its
+/// predictor locally: it is given this listener's address as `--predictor_host`, and
+/// whatever Host it sends, its requests go to the component `host` names
+/// (`NAME-predictor.NS.DOMAIN`) through the same split, activator and metrics. The sampler
+/// runs with [`serve`], not here.
+pub async fn serve_pinned(
+    listener: TcpListener,
+    router: Router,
+    host: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = std::sync::Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    let service = stack_with(router, false, Some(host.into()));
+    let g = graceful.clone();
+    let accept = tokio::spawn(async move {
+        let builder = auto::Builder::new(TokioExecutor::new());
+        loop {
+            let (stream, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = stop.changed() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let conn = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(service.clone()),
+                )
+                .into_owned();
+            let conn = g.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+    });
+    shutdown.await;
+    drain(vec![accept], stop_tx, graceful).await;
+    Ok(())
+}
+
+/// Stops the accept loops, then waits (bounded) for the connections they opened.
+async fn drain(
+    accept: Vec<tokio::task::JoinHandle<()>>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+    graceful: std::sync::Arc<hyper_util::server::graceful::GracefulShutdown>,
+) {
     tracing::info!("shutting down: draining requests in flight");
     let _ = stop_tx.send(true);
     for a in accept {
@@ -83,6 +144,4 @@ pub async fn serve(
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::warn!(timeout = ?DRAIN, "shutdown timeout: closing the connections still open");
     }
-    sampler.abort();
-    Ok(())
 }

@@ -45,6 +45,23 @@ pub fn stack(
 > + Clone
 + Send
 + 'static {
+    stack_with(router, grpc_port, None)
+}
+
+/// [`stack`] for a listener whose every request is routed as if it carried `Host: pinned`
+/// (a transformer's `--predictor_host` listener, see [`crate::serve::serve_pinned`]).
+pub fn stack_with(
+    router: Router,
+    grpc_port: bool,
+    pinned: Option<Arc<str>>,
+) -> impl Service<
+    Request<hyper::body::Incoming>,
+    Response = Resp,
+    Error = std::convert::Infallible,
+    Future = impl Send,
+> + Clone
++ Send
++ 'static {
     let shared = router.shared.clone();
     ServiceBuilder::new()
         // One body type for every layer below (bodies stay streams, nothing is collected).
@@ -54,7 +71,7 @@ pub fn stack(
         // A body over the limit is refused before any replica sees a byte.
         .layer_fn(|inner| LimitBody { inner, max: shared.config.max_body_bytes })
         // Which service: host, tag host, REST path or the first gRPC message's model name.
-        .layer_fn(|inner| Resolve { inner, shared: shared.clone() })
+        .layer_fn(|inner| Resolve { inner, shared: shared.clone(), pinned: pinned.clone() })
         // The router's own endpoints (health, metadata, metrics) when no service is named.
         .layer_fn(|inner| Local { inner, router: router.clone() })
         // Split by weight, then wait in the activator for a ready replica with a free slot,
@@ -190,6 +207,8 @@ impl<S: Inner> Service<Req> for LimitBody<S> {
 struct Resolve<S> {
     inner: S,
     shared: Arc<Shared>,
+    /// The host every request is routed by, whatever it carries.
+    pinned: Option<Arc<str>>,
 }
 
 impl<S: Inner> Service<Req> for Resolve<S> {
@@ -201,14 +220,18 @@ impl<S: Inner> Service<Req> for Resolve<S> {
     fn call(&mut self, mut req: Req) -> Fut {
         let inner = self.inner.clone();
         let shared = self.shared.clone();
+        let pinned = self.pinned.clone();
         Box::pin(async move {
             let grpc = req.extensions().get::<Grpc>().is_some_and(|g| g.0);
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .or_else(|| req.uri().authority().map(|a| a.as_str()))
-                .map(normalize_host);
+            let host = match pinned {
+                Some(h) => Some(normalize_host(&h)),
+                None => req
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .or_else(|| req.uri().authority().map(|a| a.as_str()))
+                    .map(normalize_host),
+            };
             let table = shared.table.load();
             let mut lookup = Lookup { host: None, model: None };
             if let Some(host) = host {

@@ -7,3 +7,4 @@ mod serve;
 mod support;
 mod up;
 mod up_apply;
+mod up_models;

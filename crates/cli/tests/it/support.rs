@@ -81,3 +81,64 @@ impl Drop for Server {
         }
     }
 }
+
+/// A running `oxserve up` on ephemeral ports, stopped (SIGTERM by PID) when dropped.
+pub struct Up {
+    child: Child,
+    pub rest: String,
+    pub grpc: String,
+    pub api: String,
+}
+
+impl Up {
+    /// Starts `oxserve up --state-dir STATE [--config CONFIG]` and waits for its line.
+    pub fn start(state: &Path, config: Option<&Path>) -> Up {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxserve"));
+        cmd.arg("up")
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--http-port", "0", "--grpc-port", "0", "--api-port", "0"])
+            .env("OXSERVE_LOG", "warn")
+            .stdout(Stdio::piped());
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd.spawn().expect("spawn oxserve up");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().expect("oxserve up exited before its line").expect("read stdout");
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|f| f.strip_prefix(k))
+                .unwrap_or_else(|| panic!("no {k} in {line:?}"))
+                .to_owned()
+        };
+        let (rest, grpc, api) = (field("rest="), field("grpc="), field("api="));
+        std::thread::spawn(move || for _ in lines {});
+        Up { child, rest, grpc, api }
+    }
+
+    /// The api URL of a namespaced object: `GROUP/VERSION`, plural and name.
+    pub fn object_url(&self, group_version: &str, plural: &str, name: &str) -> String {
+        format!("{}/apis/{group_version}/namespaces/default/{plural}/{name}", self.api)
+    }
+
+    /// SIGTERM; whether it exited 0.
+    pub fn stop(mut self) -> bool {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.terminate();
+        }
+    }
+}

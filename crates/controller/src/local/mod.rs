@@ -6,7 +6,10 @@
 //!   the directory its replicas serve.
 //! - [`replica`]: one replica's process, from start through readiness, restarts and stop.
 //! - [`LocalBackend`]: the [`Backend`] over those: one supervising task per revision that
-//!   pulls, then keeps as many replicas running as [`Backend::scale`] asked for.
+//!   pulls, then keeps as many replicas running as [`Backend::scale`] asked for. A built-in
+//!   server predictor's TrainedModels ([`Backend::set_models`]) are written to
+//!   `STATE/revisions/REV/models.json`, which each replica's multi-model watcher follows
+//!   (see [`replica`]).
 
 pub mod pull;
 pub mod replica;
@@ -21,13 +24,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::backend::{
-    Backend, BatcherSpec, Error, ReplicaStatus, Result, RevisionPhase, RevisionSpec,
-    RevisionStatus, Runner,
+    Backend, BatcherSpec, Error, ModelAssignment, ModelLoadStatus, ReplicaStatus, Result,
+    RevisionPhase, RevisionSpec, RevisionStatus, Runner,
 };
 use oxserve_agent::batcher::BatcherConfig;
 use oxserve_agent::logger::LoggerConfig;
 use pull::{KSERVE_MODEL_DIR, PullContext};
-use replica::{Front, Launch, LaunchKind, ReplicaCtx, RevisionShared, SupervisorConfig};
+use replica::{
+    Front, Launch, LaunchKind, MultiModel, ReplicaCtx, RevisionShared, SupervisorConfig,
+};
 use state::{StateStore, check_name};
 
 /// How the local backend runs replicas.
@@ -37,14 +42,24 @@ pub struct LocalConfig {
     pub supervisor: SupervisorConfig,
     /// Where `pvc://CLAIM/PATH` resolves.
     pub pvc_root: PathBuf,
+    /// How often each replica's multi-model watcher reads its `models.json`.
+    pub models_interval: Duration,
 }
 
 impl LocalConfig {
-    /// Defaults around the `oxserve` binary replicas run; PVCs under `/mnt/pvc`.
+    /// Defaults around the `oxserve` binary replicas run; PVCs under `/mnt/pvc`; the
+    /// TrainedModels file read every 500 ms.
     pub fn new(server_bin: impl Into<PathBuf>) -> LocalConfig {
-        LocalConfig { supervisor: SupervisorConfig::new(server_bin), pvc_root: "/mnt/pvc".into() }
+        LocalConfig {
+            supervisor: SupervisorConfig::new(server_bin),
+            pvc_root: "/mnt/pvc".into(),
+            models_interval: Duration::from_millis(500),
+        }
     }
 }
+
+/// The watcher's config file in a revision's directory.
+const MODELS_FILE: &str = "models.json";
 
 /// Revisions as groups of local processes. Cheap to clone.
 #[derive(Clone)]
@@ -69,6 +84,7 @@ struct Inner {
     client: reqwest::Client,
     changed: Arc<watch::Sender<u64>>,
     revisions: Mutex<HashMap<String, Arc<Entry>>>,
+    models_interval: Duration,
 }
 
 /// One known revision.
@@ -79,6 +95,8 @@ struct Entry {
     shared: Arc<Mutex<RevisionShared>>,
     desired: watch::Sender<u32>,
     task: Mutex<Option<JoinHandle<()>>>,
+    /// The TrainedModels last given to [`Backend::set_models`].
+    models: Mutex<Vec<ModelAssignment>>,
 }
 
 impl LocalBackend {
@@ -99,6 +117,7 @@ impl LocalBackend {
                 client,
                 changed: Arc::new(watch::channel(0).0),
                 revisions: Mutex::new(HashMap::new()),
+                models_interval: config.models_interval,
             }),
         }
     }
@@ -189,6 +208,7 @@ impl Backend for LocalBackend {
                 shared: Arc::new(Mutex::new(RevisionShared::default())),
                 desired: watch::channel(0).0,
                 task: Mutex::new(None),
+                models: Mutex::new(Vec::new()),
             });
             map.insert(spec.revision.clone(), entry.clone());
             entry
@@ -255,6 +275,121 @@ impl Backend for LocalBackend {
             replicas,
         })
     }
+
+    async fn set_models(&self, revision: &str, models: &[ModelAssignment]) -> Result<()> {
+        let entry = self.entry(revision)?;
+        if !serves_trained_models(&entry.spec) {
+            return Err(Error::Unsupported {
+                revision: revision.to_owned(),
+                reason: "only predictors of the built-in server load TrainedModels".to_owned(),
+            });
+        }
+        {
+            let mut current = entry.models.lock().unwrap_or_else(|p| p.into_inner());
+            let path = self.inner.revisions_dir.join(revision).join(MODELS_FILE);
+            if *current == models && path.exists() {
+                return Ok(());
+            }
+            // KServe's models.json, as its TrainedModel controller writes the ConfigMap.
+            let file: Vec<serde_json::Value> = models
+                .iter()
+                .map(|m| {
+                    let mut spec = serde_json::json!({ "storageUri": m.storage_uri });
+                    if let Some(f) = &m.framework {
+                        spec["framework"] = f.clone().into();
+                    }
+                    if let Some(mem) = &m.memory {
+                        spec["memory"] = mem.clone().into();
+                    }
+                    serde_json::json!({ "modelName": m.name, "modelSpec": spec })
+                })
+                .collect();
+            let dir = self.inner.revisions_dir.join(revision);
+            std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+            let bytes = serde_json::to_vec_pretty(&file)
+                .map_err(|source| Error::Json { path: path.clone(), source })?;
+            state::write_atomic(&path, &bytes)?;
+            *current = models.to_vec();
+        }
+        self.inner.bump();
+        Ok(())
+    }
+
+    async fn model_status(&self, revision: &str) -> Result<Vec<ModelLoadStatus>> {
+        let entry = self.entry(revision)?;
+        let models = entry.models.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if models.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ready, states): (Vec<String>, Vec<oxserve_agent::watcher::ModelStates>) = {
+            let shared = entry.shared.lock().unwrap_or_else(|p| p.into_inner());
+            let ready: Vec<(u32, String)> = shared
+                .replicas
+                .iter()
+                .filter(|(_, r)| r.ready)
+                .filter_map(|(id, r)| Some((*id, r.http.clone()?)))
+                .collect();
+            let states =
+                ready.iter().filter_map(|(id, _)| shared.models.get(id).cloned()).collect();
+            (ready.into_iter().map(|(_, h)| h).collect(), states)
+        };
+        let mut last_used: HashMap<String, u64> = HashMap::new();
+        for http in &ready {
+            for (name, at) in last_inferences(&self.inner.client, http).await {
+                let e = last_used.entry(name).or_default();
+                *e = (*e).max(at);
+            }
+        }
+        Ok(models
+            .iter()
+            .map(|m| {
+                let mut status = ModelLoadStatus {
+                    name: m.name.clone(),
+                    replicas: ready.len() as u32,
+                    last_used_ms: last_used.get(&m.name).copied().unwrap_or(0),
+                    ..Default::default()
+                };
+                for s in &states {
+                    match s.get(&m.name) {
+                        Some(st) if st.storage_uri != m.storage_uri => {}
+                        Some(st) if st.phase == oxserve_agent::watcher::Phase::Loaded => {
+                            status.loaded += 1
+                        }
+                        Some(st) => status.error = st.error.clone().or(status.error),
+                        None => {}
+                    }
+                }
+                status
+            })
+            .collect())
+    }
+}
+
+/// Whether the revision's replicas serve a repository that TrainedModels load into.
+fn serves_trained_models(spec: &RevisionSpec) -> bool {
+    matches!(spec.runner, Runner::Server { .. }) && spec.component == "predictor"
+}
+
+/// Per model, the last inference (ms since the epoch) the server at `http` reports in its
+/// statistics; nothing when it does not answer.
+async fn last_inferences(client: &reqwest::Client, http: &str) -> Vec<(String, u64)> {
+    let url = format!("{}/v2/models/stats", http.trim_end_matches('/'));
+    let Ok(resp) = client.get(&url).timeout(Duration::from_secs(1)).send().await else {
+        return Vec::new();
+    };
+    let Ok(body) = resp.json::<serde_json::Value>().await else { return Vec::new() };
+    body.get("model_stats")
+        .and_then(serde_json::Value::as_array)
+        .map(|all| {
+            all.iter()
+                .filter_map(|m| {
+                    let name = m.get("name")?.as_str()?.to_owned();
+                    let at = m.get("last_inference").and_then(serde_json::Value::as_u64)?;
+                    Some((name, at))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A revision's life: pull, then keep `desired` replicas running until the revision fails
@@ -292,8 +427,12 @@ async fn supervise(inner: Arc<Inner>, entry: Arc<Entry>) {
         Err(reason) => return fail(reason),
     };
     if matches!(spec.runner, Runner::Server { .. })
-        && let Err(reason) =
-            pull::write_server_settings(&model_dir, &spec.model_name, spec.batcher.as_ref())
+        && let Err(reason) = pull::write_server_settings(
+            &model_dir,
+            &spec.model_name,
+            spec.batcher.as_ref(),
+            spec.explainer.as_ref(),
+        )
     {
         return fail(reason);
     }
@@ -380,6 +519,17 @@ fn launch_for(inner: &Inner, spec: &RevisionSpec, model_dir: &std::path::Path) -
                 logs_dir,
                 // The server batches natively (model-settings.json).
                 front: front_for(spec, false),
+                multi_model: serves_trained_models(spec).then(|| {
+                    let rev_dir = inner.revisions_dir.join(&spec.revision);
+                    MultiModel {
+                        replicas_dir: rev_dir.join("replicas"),
+                        model_dir: model_dir.to_owned(),
+                        config_file: rev_dir.join(MODELS_FILE),
+                        cache_dir: inner.pulls.cache_dir.clone(),
+                        pvc_root: inner.pulls.pvc_root.clone(),
+                        interval: inner.models_interval,
+                    }
+                }),
             }
         }
         Runner::Container { command, args, predictor_host, .. } => {
@@ -399,6 +549,7 @@ fn launch_for(inner: &Inner, spec: &RevisionSpec, model_dir: &std::path::Path) -
                 model_name: spec.model_name.clone(),
                 logs_dir,
                 front: front_for(spec, true),
+                multi_model: None,
             }
         }
     }

@@ -139,11 +139,13 @@ fn assemble(roots: &[(PathBuf, String)], model_dir: &Path) -> Result<(), String>
 }
 
 /// Writes the revision's `model-settings.json` into `model_dir` for the built-in server:
-/// the source's own settings (if any) with the served `name` and the batcher's fields set.
+/// the source's own settings (if any) with the served `name`, the batcher's fields and the
+/// explainer's block set.
 pub fn write_server_settings(
     model_dir: &Path,
     model_name: &str,
     batcher: Option<&BatcherSpec>,
+    explainer: Option<&Value>,
 ) -> Result<(), String> {
     let path = model_dir.join(SETTINGS_FILE);
     let mut settings: Map<String, Value> = match std::fs::read(&path) {
@@ -164,6 +166,9 @@ pub fn write_server_settings(
         if let Some(t) = b.timeout {
             settings.insert("timeout".into(), Value::from(t));
         }
+    }
+    if let Some(e) = explainer {
+        settings.insert("explainer".into(), e.clone());
     }
     // The symlink (if the source had a settings file) is replaced by a real file.
     if path.symlink_metadata().is_ok() {
@@ -261,19 +266,20 @@ mod tests {
         assemble(&[(src.clone(), String::new())], &model).unwrap();
         let batcher =
             BatcherSpec { max_batch_size: Some(8), max_latency: Some(250), timeout: None };
-        write_server_settings(&model, "iris", Some(&batcher)).unwrap();
+        let explainer = serde_json::json!({"type": "treeshap"});
+        write_server_settings(&model, "iris", Some(&batcher), Some(&explainer)).unwrap();
         let v: Value =
             serde_json::from_slice(&std::fs::read(model.join(SETTINGS_FILE)).unwrap()).unwrap();
         assert_eq!(
             v,
-            serde_json::json!({"name":"iris","max_queue_size":7,"max_batch_size":8,"max_batch_time":0.25})
+            serde_json::json!({"name":"iris","max_queue_size":7,"max_batch_size":8,"max_batch_time":0.25,"explainer":{"type":"treeshap"}})
         );
         // The source's own file is left alone.
         let orig = std::fs::read_to_string(src.join(SETTINGS_FILE)).unwrap();
         assert!(orig.contains("old"), "{orig}");
         let plain = dir.path().join("plain");
         assemble(&[(src.join(SETTINGS_FILE), "x".into())], &plain).unwrap();
-        write_server_settings(&plain, "m", None).unwrap();
+        write_server_settings(&plain, "m", None, None).unwrap();
         let v: Value =
             serde_json::from_slice(&std::fs::read(plain.join(SETTINGS_FILE)).unwrap()).unwrap();
         assert_eq!(v, serde_json::json!({"name":"m"}));

@@ -17,6 +17,13 @@
 //!   without becoming ready, does not become ready within `ready_timeout`, or (built-in
 //!   server) comes up with its model not loaded, fails the whole revision with that reason;
 //! - is stopped by PID: SIGTERM, then SIGKILL after `stop_grace`;
+//! - of the built-in server for a predictor, serves a repository of its own,
+//!   `REV/replicas/N/`, that holds the revision's model (a link to `REV/model`) and its
+//!   TrainedModels: once the replica's own model is ready, and before the replica is marked
+//!   ready (so before it takes traffic), the agent's multi-model [`Watcher`] pulls every
+//!   model of `REV/models.json` through the shared cache and loads it with the repository
+//!   API; it then keeps polling the file, loading and unloading as it changes, until the
+//!   replica stops. The repository is emptied before each start so nothing stale loads;
 //! - with a `logger` (or, for containers, a `batcher`), is fronted by the agent's proxy
 //!   ([`oxserve_agent::proxy`]) in this process, on its own loopback port, which is then the
 //!   replica's advertised `http` address (gRPC goes to the server directly).
@@ -35,7 +42,10 @@ use tokio::time::Instant;
 
 use oxserve_agent::batcher::BatcherConfig;
 use oxserve_agent::logger::{LoggerConfig, PayloadLogger};
+use oxserve_agent::progress::ProgressMode;
 use oxserve_agent::proxy::ProxyState;
+use oxserve_agent::puller::{Puller, PullerConfig};
+use oxserve_agent::watcher::{ModelStates, Watcher, WatcherConfig};
 
 use crate::backend::ReplicaStatus;
 
@@ -88,6 +98,74 @@ pub struct Launch {
     /// The agent's proxy in front of each replica, when the revision logs payloads or
     /// batches through the agent.
     pub front: Option<Front>,
+    /// TrainedModels beside the revision's model (built-in server predictors).
+    pub multi_model: Option<MultiModel>,
+}
+
+/// Where a built-in server replica's TrainedModels live and come from.
+#[derive(Clone, Debug)]
+pub struct MultiModel {
+    /// Replica `N` serves the repository `replicas_dir/N`.
+    pub replicas_dir: PathBuf,
+    /// The revision's own model directory, linked into each replica's repository under the
+    /// served model name.
+    pub model_dir: PathBuf,
+    /// The agent watcher's `models.json`: what to load.
+    pub config_file: PathBuf,
+    /// The shared pull cache and where `pvc://` resolves.
+    pub cache_dir: PathBuf,
+    pub pvc_root: PathBuf,
+    /// How often the watcher reads the file.
+    pub interval: Duration,
+}
+
+impl MultiModel {
+    /// Empties replica `id`'s repository and links the revision's model into it.
+    fn prepare(&self, id: u32, model_name: &str) -> Result<PathBuf, String> {
+        let repo = self.replicas_dir.join(id.to_string());
+        let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+        match std::fs::remove_dir_all(&repo) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&repo, e)),
+        }
+        std::fs::create_dir_all(&repo).map_err(|e| io(&repo, e))?;
+        let link = repo.join(model_name);
+        std::os::unix::fs::symlink(&self.model_dir, &link).map_err(|e| io(&link, e))?;
+        Ok(repo)
+    }
+
+    /// Loads the models of the config file into the replica at `http` (whose repository is
+    /// `repo`), then keeps them in line with the file until the guard is dropped.
+    async fn start(&self, http: &str, repo: &Path) -> Result<(ModelStates, WatchGuard), String> {
+        let mut config = PullerConfig::new(&self.cache_dir);
+        config.pvc_root = self.pvc_root.clone();
+        config.progress = ProgressMode::Log;
+        let puller = Puller::new(config).map_err(|e| format!("opening the model cache: {e}"))?;
+        let mut watcher = Watcher::new(
+            WatcherConfig {
+                config_file: self.config_file.clone(),
+                model_dir: repo.to_owned(),
+                server: http.to_owned(),
+                interval: self.interval,
+            },
+            puller,
+        )
+        .map_err(|e| format!("starting the model watcher: {e}"))?;
+        // Per-model failures are kept in the states; an unreadable file is retried.
+        if let Err(e) = watcher.reconcile_once().await {
+            tracing::warn!(error = %e, "trained models");
+        }
+        let states = watcher.states();
+        let (stop, stopped) = watch::channel(false);
+        tokio::spawn(watcher.run(stopped));
+        Ok((states, WatchGuard { _stop: stop }))
+    }
+}
+
+/// A running watcher; dropping it stops it.
+struct WatchGuard {
+    _stop: watch::Sender<bool>,
 }
 
 /// What the in-process agent proxy in front of a replica does.
@@ -126,9 +204,8 @@ async fn start_front(
             Some(PayloadLogger::start(c).map_err(|e| format!("starting the payload logger: {e}"))?)
         }
     };
-    let state =
-        ProxyState::new(upstream, logger, front.batcher, None, FRONT_MAX_BODY_BYTES)
-            .map_err(|e| format!("starting the agent proxy: {e}"))?;
+    let state = ProxyState::new(upstream, logger, front.batcher, None, FRONT_MAX_BODY_BYTES)
+        .map_err(|e| format!("starting the agent proxy: {e}"))?;
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(async move {
         if let Err(e) = oxserve_agent::proxy::serve(listener, state, async move {
@@ -160,6 +237,8 @@ pub struct RevisionShared {
     pub ever_ready: bool,
     /// Replicas by id, as they are now.
     pub replicas: BTreeMap<u32, ReplicaStatus>,
+    /// Per ready replica: its TrainedModels as its watcher reports them.
+    pub models: BTreeMap<u32, ModelStates>,
 }
 
 /// What a replica task needs.
@@ -252,6 +331,7 @@ pub async fn run_replica(ctx: ReplicaCtx, id: u32, mut stop: watch::Receiver<boo
             }
             Outcome::Exited { was_ready, description } => {
                 tracing::warn!(model = %ctx.launch.model_name, replica = id, %description, "replica exited");
+                ctx.shared.lock().unwrap_or_else(|p| p.into_inner()).models.remove(&id);
                 ctx.update(id, |r| {
                     r.pid = None;
                     r.http = None;
@@ -281,7 +361,11 @@ pub async fn run_replica(ctx: ReplicaCtx, id: u32, mut stop: watch::Receiver<boo
         }
         attempt += 1;
     }
-    ctx.shared.lock().unwrap_or_else(|p| p.into_inner()).replicas.remove(&id);
+    {
+        let mut shared = ctx.shared.lock().unwrap_or_else(|p| p.into_inner());
+        shared.replicas.remove(&id);
+        shared.models.remove(&id);
+    }
     ctx.changed.send_modify(|n| *n += 1);
 }
 
@@ -312,7 +396,29 @@ async fn attempt_once(
     };
     let _ = writeln!(log_file, "{MARKER} starting replica {id} (start {})", attempt + 1);
     let mut cmd = Command::new(&launch.program);
-    cmd.args(&launch.args);
+    let repo = match &launch.multi_model {
+        None => None,
+        Some(m) => match m.prepare(id, &launch.model_name) {
+            Ok(repo) => Some(repo),
+            Err(e) => return Outcome::Fatal(format!("replica {id} repository: {e}")),
+        },
+    };
+    match &repo {
+        // The server serves the replica's repository instead of the model directory.
+        Some(repo) => {
+            let model_dir = launch.multi_model.as_ref().map(|m| m.model_dir.as_os_str());
+            cmd.args(launch.args.iter().map(|a| {
+                if Some(std::ffi::OsStr::new(a)) == model_dir {
+                    repo.as_os_str().to_owned()
+                } else {
+                    a.into()
+                }
+            }));
+        }
+        None => {
+            cmd.args(&launch.args);
+        }
+    }
     let container_port = match launch.kind {
         LaunchKind::Server => None,
         LaunchKind::Container => match free_port() {
@@ -393,10 +499,14 @@ async fn attempt_once(
             }
         },
     };
-    ctx.update(id, |r| {
-        r.http = Some(entry.clone());
-        r.grpc = grpc.clone();
-    });
+    // With TrainedModels the router learns the address only once they are loaded, so no
+    // request reaches the replica before (it would poll the model ready by itself).
+    if launch.multi_model.is_none() {
+        ctx.update(id, |r| {
+            r.http = Some(entry.clone());
+            r.grpc = grpc.clone();
+        });
+    }
 
     // Until its model is ready.
     loop {
@@ -424,8 +534,26 @@ async fn attempt_once(
             }
         }
     }
+    // Its TrainedModels, before it takes traffic.
+    let _models = match (&launch.multi_model, &repo) {
+        (Some(m), Some(repo)) => match m.start(&http, repo).await {
+            Ok((states, guard)) => {
+                ctx.shared.lock().unwrap_or_else(|p| p.into_inner()).models.insert(id, states);
+                Some(guard)
+            }
+            Err(reason) => {
+                terminate(&mut child, ctx.config.stop_grace).await;
+                return Outcome::Fatal(reason);
+            }
+        },
+        _ => None,
+    };
     tracing::info!(model = %launch.model_name, replica = id, pid = ?pid, %http, "replica ready");
-    ctx.update(id, |r| r.ready = true);
+    ctx.update(id, |r| {
+        r.http = Some(entry.clone());
+        r.grpc = grpc.clone();
+        r.ready = true;
+    });
 
     tokio::select! {
         status = child.wait() => describe_exit(status, log, true),

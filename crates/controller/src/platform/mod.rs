@@ -19,10 +19,22 @@
 //! 4. builds the service's route ([`crate::traffic::service_route`]) from the backend's
 //!    replicas.
 //!
+//! Then each service's TrainedModels are admitted within the predictor's memory budget
+//! ([`trained`]) and handed to the backend ([`Backend::set_models`]) for every predictor
+//! revision that runs, and their status is derived from what the backend reports.
+//! ServingRuntimes and ClusterServingRuntimes are stored like the other objects and used to
+//! choose what runs a predictor ([`runtime`]).
+//!
+//! A service's oxserve explainer (`spec.explainer.type`, native group) is no component of
+//! its own: it is folded into the predictor's spec ([`effective_spec`]), so the predictor's
+//! replicas serve `:explain` and a change of the explainer is a new predictor revision.
+//!
 //! The new [`RouteTable`] is published on a watch channel whenever it differs from the last.
 //! Revisions (with their rollout state) are written back to the store whenever they change,
 //! so a restart resumes with the same names and the same traffic split.
 
+pub mod runtime;
+pub mod trained;
 pub mod workload;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,7 +48,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use crate::autoscaler::{
     Autoscaler, AutoscalerConfig, ComponentScaling, ScaleMetric, ScalingOptions, ScalingSpec,
 };
-use crate::backend::{self, Backend, RevisionPhase};
+use crate::backend::{self, Backend, ModelAssignment, RevisionPhase};
 use crate::local::state::{ObjectKey, StateStore};
 use crate::metrics::RouterEvent;
 use crate::revision::{
@@ -51,6 +63,12 @@ pub const SERVICES: &str = "inferenceservices";
 pub const TRAINED_MODELS: &str = "trainedmodels";
 /// The store's collection of each service's revisions.
 pub const REVISIONS: &str = "revisions";
+/// The store's collection of ServingRuntimes.
+pub const SERVING_RUNTIMES: &str = "servingruntimes";
+/// The store's collection of ClusterServingRuntimes (all under the namespace `cluster`).
+pub const CLUSTER_SERVING_RUNTIMES: &str = "clusterservingruntimes";
+/// The store's namespace of cluster-scoped objects.
+const CLUSTER_NAMESPACE: &str = "cluster";
 
 /// What can go wrong.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +92,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum ObjectKind {
     InferenceService,
     TrainedModel,
+    ServingRuntime,
+    /// Cluster-scoped: its namespace is always `""`.
+    ClusterServingRuntime,
 }
 
 impl ObjectKind {
@@ -81,7 +102,19 @@ impl ObjectKind {
         match self {
             ObjectKind::InferenceService => SERVICES,
             ObjectKind::TrainedModel => TRAINED_MODELS,
+            ObjectKind::ServingRuntime => SERVING_RUNTIMES,
+            ObjectKind::ClusterServingRuntime => CLUSTER_SERVING_RUNTIMES,
         }
+    }
+
+    /// Whether objects of the kind have no namespace.
+    pub fn cluster_scoped(self) -> bool {
+        self == ObjectKind::ClusterServingRuntime
+    }
+
+    fn key(self, namespace: &str, name: &str) -> Result<ObjectKey> {
+        let ns = if self.cluster_scoped() { CLUSTER_NAMESPACE } else { namespace };
+        Ok(ObjectKey::new(self.collection(), ns, name)?)
     }
 }
 
@@ -112,8 +145,19 @@ pub struct PlatformConfig {
     pub domain: String,
     /// Knative's `config-autoscaler`.
     pub autoscaler: AutoscalerConfig,
-    /// `host:port` of the router's REST port, where transformers reach predictors.
+    /// `host:port` of the router's REST port: where transformers reach predictors when
+    /// `predictor_hosts` is not set.
     pub router_http: Option<String>,
+    /// Where each service's transformer reaches its predictor (`--predictor_host`).
+    pub predictor_hosts: Option<Arc<dyn PredictorHosts>>,
+}
+
+/// Gives each service with a transformer the `host:port` its transformer sends predictor
+/// requests to (KServe's `--predictor_host`); locally, a router listener that routes every
+/// request to the service's predictor component.
+pub trait PredictorHosts: Send + Sync + std::fmt::Debug {
+    /// The address for service `name` in `namespace`; the same one every time.
+    fn predictor_host(&self, namespace: &str, name: &str) -> Result<String, String>;
 }
 
 impl Default for PlatformConfig {
@@ -122,6 +166,7 @@ impl Default for PlatformConfig {
             domain: "example.com".to_owned(),
             autoscaler: AutoscalerConfig::default(),
             router_http: None,
+            predictor_hosts: None,
         }
     }
 }
@@ -162,6 +207,14 @@ struct Service {
 struct State {
     services: BTreeMap<(String, String), Service>,
     trained_models: BTreeMap<(String, String), Value>,
+    /// ServingRuntimes by (namespace, name); ClusterServingRuntimes by ("", name).
+    runtimes: BTreeMap<(String, String), Value>,
+    cluster_runtimes: BTreeMap<(String, String), Value>,
+    /// Per TrainedModel: its derived `status`.
+    tm_status: HashMap<(String, String), Value>,
+    /// Per TrainedModel: when it was applied (ms since the epoch), its last use until it
+    /// serves an inference.
+    tm_applied: HashMap<(String, String), u64>,
     autoscalers: HashMap<String, Autoscaler>,
     /// The last observed requests in flight per revision (from the router's samples).
     in_flight: HashMap<String, u32>,
@@ -257,6 +310,12 @@ impl Platform {
         for (key, object) in store.list::<Value>(TRAINED_MODELS)? {
             state.trained_models.insert((key.namespace, key.name), object);
         }
+        for (key, object) in store.list::<Value>(SERVING_RUNTIMES)? {
+            state.runtimes.insert((key.namespace, key.name), object);
+        }
+        for (key, object) in store.list::<Value>(CLUSTER_SERVING_RUNTIMES)? {
+            state.cluster_runtimes.insert((String::new(), key.name), object);
+        }
         let (routes, rx) = watch::channel(RouteTable::default());
         let inner =
             Inner { store, backend, config, state: Mutex::new(state), kick: Notify::new(), routes };
@@ -271,17 +330,21 @@ impl Platform {
     /// Creates or replaces an object (already parsed, defaulted and validated, with
     /// `metadata.namespace` set), persisting it before it returns.
     pub async fn apply(&self, kind: ObjectKind, mut object: Value) -> Result<Applied> {
-        let ns = meta(&object, "namespace").unwrap_or("default").to_owned();
+        let ns = if kind.cluster_scoped() {
+            String::new()
+        } else {
+            meta(&object, "namespace").unwrap_or("default").to_owned()
+        };
         let name = meta(&object, "name")
             .ok_or_else(|| Error::Invalid("metadata.name: required".into()))?
             .to_owned();
-        let key = ObjectKey::new(kind.collection(), &ns, &name)?;
+        let key = kind.key(&ns, &name)?;
         let mut state = self.inner.state.lock().await;
         let existing = match kind {
             ObjectKind::InferenceService => {
                 state.services.get(&(ns.clone(), name.clone())).map(|s| &s.object)
             }
-            ObjectKind::TrainedModel => state.trained_models.get(&(ns.clone(), name.clone())),
+            _ => state.plain(kind).get(&(ns.clone(), name.clone())),
         };
         let (outcome, created, generation) = match existing {
             Some(old) if comparable(old) == comparable(&object) => return Ok(Applied::Unchanged),
@@ -293,7 +356,11 @@ impl Platform {
             None => (Applied::Created, None, 1),
         };
         if let Some(m) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.insert("namespace".into(), Value::from(ns.clone()));
+            if kind.cluster_scoped() {
+                m.remove("namespace");
+            } else {
+                m.insert("namespace".into(), Value::from(ns.clone()));
+            }
             m.insert(
                 "creationTimestamp".into(),
                 created.unwrap_or_else(|| Value::from(now().to_string())),
@@ -304,12 +371,17 @@ impl Platform {
             map.remove("status");
         }
         match kind {
-            ObjectKind::TrainedModel => {
+            ObjectKind::TrainedModel
+            | ObjectKind::ServingRuntime
+            | ObjectKind::ClusterServingRuntime => {
                 self.inner.store.put(&key, &object)?;
-                state.trained_models.insert((ns, name), object);
+                if kind == ObjectKind::TrainedModel {
+                    state.tm_applied.insert((ns.clone(), name.clone()), epoch_ms());
+                }
+                state.plain(kind).insert((ns, name), object);
             }
             ObjectKind::InferenceService => {
-                let spec = object.get("spec").cloned().unwrap_or(Value::Null);
+                let spec = effective_spec(object.get("spec").unwrap_or(&Value::Null));
                 let mut revisions = state
                     .services
                     .get(&(ns.clone(), name.clone()))
@@ -351,11 +423,17 @@ impl Platform {
     /// Deletes an object; false when there was none. A service's revisions and replicas go
     /// with it.
     pub async fn delete(&self, kind: ObjectKind, namespace: &str, name: &str) -> Result<bool> {
-        let key = ObjectKey::new(kind.collection(), namespace, name)?;
+        let namespace = if kind.cluster_scoped() { "" } else { namespace };
+        let key = kind.key(namespace, name)?;
         let mut state = self.inner.state.lock().await;
         let found = match kind {
-            ObjectKind::TrainedModel => {
-                state.trained_models.remove(&(namespace.to_owned(), name.to_owned())).is_some()
+            ObjectKind::TrainedModel
+            | ObjectKind::ServingRuntime
+            | ObjectKind::ClusterServingRuntime => {
+                let k = (namespace.to_owned(), name.to_owned());
+                state.tm_status.remove(&k);
+                state.tm_applied.remove(&k);
+                state.plain(kind).remove(&k).is_some()
             }
             ObjectKind::InferenceService => {
                 match state.services.remove(&(namespace.to_owned(), name.to_owned())) {
@@ -378,18 +456,23 @@ impl Platform {
 
     /// One object with its current status.
     pub async fn get(&self, kind: ObjectKind, namespace: &str, name: &str) -> Option<Value> {
-        let state = self.inner.state.lock().await;
+        let mut state = self.inner.state.lock().await;
+        let namespace = if kind.cluster_scoped() { "" } else { namespace };
         let key = (namespace.to_owned(), name.to_owned());
         match kind {
             ObjectKind::InferenceService => state.services.get(&key).map(with_status),
-            ObjectKind::TrainedModel => state.trained_models.get(&key).cloned(),
+            ObjectKind::TrainedModel => {
+                let status = state.tm_status.get(&key).cloned();
+                state.trained_models.get(&key).map(|v| with_plain_status(v, status))
+            }
+            _ => state.plain(kind).get(&key).cloned(),
         }
     }
 
     /// Every object of `kind` (in `namespace`, or all), sorted by namespace and name.
     pub async fn list(&self, kind: ObjectKind, namespace: Option<&str>) -> Vec<Value> {
-        let state = self.inner.state.lock().await;
-        let keep = |ns: &str| namespace.is_none_or(|n| n == ns);
+        let mut state = self.inner.state.lock().await;
+        let keep = |ns: &str| namespace.is_none_or(|n| n == ns) || kind.cluster_scoped();
         match kind {
             ObjectKind::InferenceService => state
                 .services
@@ -399,6 +482,12 @@ impl Platform {
                 .collect(),
             ObjectKind::TrainedModel => state
                 .trained_models
+                .iter()
+                .filter(|((ns, _), _)| keep(ns))
+                .map(|(k, v)| with_plain_status(v, state.tm_status.get(k).cloned()))
+                .collect(),
+            _ => state
+                .plain(kind)
                 .iter()
                 .filter(|((ns, _), _)| keep(ns))
                 .map(|(_, v)| v.clone())
@@ -515,6 +604,40 @@ impl Platform {
                 }
             }
         }
+        // TrainedModels whose InferenceService does not exist.
+        let at = now().to_string();
+        let orphans: Vec<((String, String), String)> = state
+            .trained_models
+            .iter()
+            .filter_map(|(k, tm)| {
+                let parent = tm.pointer("/spec/inferenceService").and_then(Value::as_str)?;
+                (!state.services.contains_key(&(k.0.clone(), parent.to_owned())))
+                    .then(|| (k.clone(), parent.to_owned()))
+            })
+            .collect();
+        for (k, parent) in orphans {
+            let message = format!("inferenceservice {}/{parent} not found", k.0);
+            let mut conditions = vec![
+                trained::condition(
+                    trained::INFERENCE_SERVICE_READY,
+                    false,
+                    Some("InferenceServiceNotFound"),
+                    Some(message.clone()),
+                ),
+                trained::condition(
+                    trained::READY,
+                    false,
+                    Some("InferenceServiceNotFound"),
+                    Some(message),
+                ),
+            ];
+            trained::stamp(&mut conditions, state.tm_status.get(&k), &at);
+            let url = trained::url(&parent, &k.0, &self.inner.config.domain, &k.1);
+            state.tm_status.insert(
+                k,
+                serde_json::json!({"url": url, "address": {"url": url}, "conditions": conditions}),
+            );
+        }
         self.inner.routes.send_if_modified(|current| {
             if *current == table {
                 false
@@ -537,7 +660,7 @@ impl Platform {
         let (ns, name) = key;
         let Some(svc) = state.services.get(key) else { return Ok(None) };
         let object = svc.object.clone();
-        let spec = object.get("spec").cloned().unwrap_or(Value::Null);
+        let spec = effective_spec(object.get("spec").unwrap_or(&Value::Null));
         let anns = annotations(&object);
         let revisions: Vec<(String, Component, Value, RevisionState)> = svc
             .revisions
@@ -553,21 +676,31 @@ impl Platform {
 
         // 1. Known to the backend, states as observed.
         let mut moves: Vec<(String, RevisionState)> = Vec::new();
+        let runtimes = runtime::runtimes_for(&state.runtimes, &state.cluster_runtimes, ns);
         for (rev, component, rspec, current) in &revisions {
             if !state.ensured.contains(rev) && current.failure().is_none() {
                 let canary = spec
                     .get(component.as_str())
                     .and_then(|c| c.get(CANARY_TRAFFIC_PERCENT))
                     .is_some_and(|p| !p.is_null());
-                let predictor_host = config.router_http.as_deref();
+                let predictor_host = match (&config.predictor_hosts, component) {
+                    (Some(hosts), Component::Transformer) => match hosts.predictor_host(ns, name) {
+                        Ok(h) => Some(h),
+                        Err(reason) => {
+                            moves.push((rev.clone(), RevisionState::Failed { reason }));
+                            continue;
+                        }
+                    },
+                    _ => config.router_http.clone(),
+                };
                 let owner = workload::Owner {
                     service: name,
                     namespace: ns,
                     component: component.as_str(),
                     endpoint: if canary && latest.contains(rev) { "canary" } else { "default" },
-                    predictor_host,
+                    predictor_host: predictor_host.as_deref(),
                 };
-                match workload::revision_spec(owner, rev, rspec) {
+                match runtime::revision_spec(owner, rev, rspec, &runtimes) {
                     Ok(w) => match backend.ensure_revision(&w).await {
                         Ok(()) => {
                             state.ensured.insert(rev.clone());
@@ -698,6 +831,7 @@ impl Platform {
             })
             .map(|((_, tname), _)| tname.clone())
             .collect();
+        self.reconcile_trained(state, key, &spec).await;
         let svc = state.services.get(key).expect("checked above");
         let mut route =
             traffic::service_route(&service, &derived.plan, &svc.revisions, &replicas, &trained);
@@ -706,6 +840,157 @@ impl Platform {
             merge_repeated_targets(p);
         }
         Ok(Some(route))
+    }
+}
+
+impl Platform {
+    /// A service's TrainedModels (see [`trained`]): admitted within the predictor's memory,
+    /// handed to every predictor revision the backend runs, their status derived.
+    async fn reconcile_trained(&self, state: &mut State, key: &(String, String), spec: &Value) {
+        let (ns, name) = key;
+        let backend = &self.inner.backend;
+        let tms: Vec<((String, String), Value)> = state
+            .trained_models
+            .iter()
+            .filter(|((tns, _), tm)| {
+                tns == ns
+                    && tm.pointer("/spec/inferenceService").and_then(Value::as_str)
+                        == Some(name.as_str())
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let Some(svc) = state.services.get(key) else { return };
+        let parent_ready = svc.status.is_ready();
+        let predictor_revs: Vec<String> = svc
+            .revisions
+            .revisions()
+            .filter(|r| r.component == Component::Predictor && state.ensured.contains(&r.name))
+            .filter(|r| r.state().failure().is_none())
+            .map(|r| r.name.clone())
+            .collect();
+        if tms.is_empty() && predictor_revs.is_empty() {
+            return;
+        }
+        let serving: HashSet<&String> = svc.traffic.keys().collect();
+        // What the replicas report, summed over the revisions that take traffic.
+        let mut loads: HashMap<String, backend::ModelLoadStatus> = HashMap::new();
+        for rev in predictor_revs.iter().filter(|r| serving.contains(r)) {
+            for m in backend.model_status(rev).await.unwrap_or_default() {
+                let e = loads.entry(m.name.clone()).or_default();
+                e.loaded += m.loaded;
+                e.replicas += m.replicas;
+                e.error = m.error.or(e.error.take());
+                e.last_used_ms = e.last_used_ms.max(m.last_used_ms);
+            }
+        }
+        let budget = spec.get("predictor").and_then(trained::memory_budget);
+        let mut candidates = Vec::new();
+        for (k, tm) in &tms {
+            if trained::framework_supported(trained::framework(tm).as_deref()) {
+                let memory = tm
+                    .pointer("/spec/model/memory")
+                    .and_then(Value::as_str)
+                    .and_then(trained::parse_quantity)
+                    .unwrap_or(0);
+                let applied = state.tm_applied.get(k).copied().unwrap_or(0);
+                let used = loads.get(&k.1).map_or(0, |l| l.last_used_ms);
+                candidates.push(trained::Candidate {
+                    name: k.1.clone(),
+                    memory,
+                    last_used_ms: used.max(applied),
+                });
+            }
+        }
+        let (admitted, refused) = trained::admit(&candidates, budget);
+        let assignments: Vec<ModelAssignment> = tms
+            .iter()
+            .filter(|((_, n), _)| admitted.contains(n) && n != name)
+            .map(|((_, n), tm)| ModelAssignment {
+                name: n.clone(),
+                storage_uri: tm
+                    .pointer("/spec/model/storageUri")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                framework: trained::framework(tm),
+                memory: tm.pointer("/spec/model/memory").and_then(Value::as_str).map(str::to_owned),
+            })
+            .collect();
+        let mut unsupported: Option<String> = None;
+        for rev in &predictor_revs {
+            match backend.set_models(rev, &assignments).await {
+                Ok(()) => {}
+                Err(e) => unsupported = Some(e.to_string()),
+            }
+        }
+        let at = now().to_string();
+        for (k, tm) in tms {
+            let tname = &k.1;
+            let fw = trained::framework(&tm);
+            let fw_ok = trained::framework_supported(fw.as_deref()) && unsupported.is_none();
+            let fw_message = match (&unsupported, &fw) {
+                (Some(reason), _) => Some(reason.clone()),
+                (None, f) if !fw_ok => Some(format!(
+                    "framework {:?} is not served by the parent's predictor (it serves {})",
+                    f.as_deref().unwrap_or(""),
+                    workload::SERVER_FORMATS.join(", ")
+                )),
+                _ => None,
+            };
+            let refusal = refused.iter().find(|(n, _)| n == tname).map(|(_, r)| r);
+            let load = loads.get(tname.as_str());
+            let loaded = tname != name
+                && admitted.contains(tname)
+                && load.is_some_and(|l| l.replicas > 0 && l.loaded >= l.replicas);
+            let mut conditions = vec![
+                trained::condition(
+                    trained::INFERENCE_SERVICE_READY,
+                    parent_ready,
+                    (!parent_ready).then_some("InferenceServiceNotReady"),
+                    (!parent_ready).then(|| format!("inferenceservice {ns}/{name} is not ready")),
+                ),
+                trained::condition(
+                    trained::FRAMEWORK_SUPPORTED,
+                    fw_ok,
+                    (!fw_ok).then_some("FrameworkNotSupported"),
+                    fw_message,
+                ),
+            ];
+            if fw_ok {
+                let (reason, message) =
+                    match refusal.map(trained::MemoryRefusal::reason_and_message) {
+                        Some((r, m)) => (Some(r), Some(m)),
+                        None => (None, None),
+                    };
+                conditions.push(trained::condition(
+                    trained::MEMORY_RESOURCE_AVAILABLE,
+                    refusal.is_none(),
+                    reason,
+                    message,
+                ));
+            }
+            let ready = parent_ready && fw_ok && refusal.is_none() && loaded;
+            let why = if tname == name {
+                Some("a TrainedModel cannot have its InferenceService's name".to_owned())
+            } else if ready {
+                None
+            } else {
+                load.and_then(|l| l.error.clone()).or_else(|| Some("not loaded yet".to_owned()))
+            };
+            conditions.push(trained::condition(
+                trained::READY,
+                ready,
+                (!ready).then_some("ModelNotLoaded"),
+                why.filter(|_| !ready),
+            ));
+            let previous = state.tm_status.get(&k);
+            trained::stamp(&mut conditions, previous, &at);
+            let url = trained::url(name, ns, &self.inner.config.domain, tname);
+            state.tm_status.insert(
+                k.clone(),
+                serde_json::json!({"url": url, "address": {"url": url}, "conditions": conditions}),
+            );
+        }
     }
 }
 
@@ -721,6 +1006,47 @@ fn merge_repeated_targets(component: &mut crate::routes::ComponentRoute) {
         }
     }
     component.targets = merged;
+}
+
+impl State {
+    /// The map of a kind stored as plain objects (everything but InferenceServices).
+    fn plain(&mut self, kind: ObjectKind) -> &mut BTreeMap<(String, String), Value> {
+        match kind {
+            ObjectKind::TrainedModel | ObjectKind::InferenceService => &mut self.trained_models,
+            ObjectKind::ServingRuntime => &mut self.runtimes,
+            ObjectKind::ClusterServingRuntime => &mut self.cluster_runtimes,
+        }
+    }
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The spec the revisions are made from: an oxserve explainer (`explainer.type`) is served
+/// by the predictor, so it moves into the predictor's spec as `explainer` and is no
+/// component of its own. Any other spec is returned as it is.
+pub fn effective_spec(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    let oxserve = spec.pointer("/explainer/type").is_some_and(|t| !t.is_null());
+    if oxserve
+        && let Some(map) = spec.as_object_mut()
+        && let Some(explainer) = map.remove("explainer")
+        && let Some(Value::Object(p)) = map.get_mut("predictor")
+    {
+        p.insert(workload::EXPLAINER_KEY.into(), explainer);
+    }
+    spec
+}
+
+fn with_plain_status(object: &Value, status: Option<Value>) -> Value {
+    let mut v = object.clone();
+    if let (Some(map), Some(status)) = (v.as_object_mut(), status) {
+        map.insert("status".into(), status);
+    }
+    v
 }
 
 fn with_status(s: &Service) -> Value {

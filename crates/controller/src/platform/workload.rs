@@ -9,10 +9,24 @@
 //!   `args`; its `STORAGE_URI` env (KServe's convention) is pulled like a `storageUri`.
 //! - `batcher` and `logger` are carried over; the logger's `endpoint` is given by the caller
 //!   (`default`/`canary`).
+//! - An oxserve explainer folded into the predictor (key [`EXPLAINER_KEY`], see
+//!   [`super::effective_spec`]) becomes the server's `explainer` settings: `type`, and from
+//!   `config` `background` (a file in the model directory, `/mnt/models/…` or relative),
+//!   `summary`, `size`, `nsamples`, `seed`, `output`; its `storageUris` are pulled into the
+//!   model directory beside the model.
+
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use crate::backend::{BatcherSpec, EnvVar, LoggerSpec, ModelSource, RevisionSpec, Runner};
+use crate::local::pull::KSERVE_MODEL_DIR;
+
+/// Where an oxserve explainer sits in a predictor's revision spec.
+pub const EXPLAINER_KEY: &str = "explainer";
+
+/// The keys of an oxserve explainer's `config`.
+const EXPLAINER_CONFIG: &[&str] = &["background", "summary", "size", "nsamples", "seed", "output"];
 
 /// The model formats the built-in server serves.
 pub const SERVER_FORMATS: &[&str] = &["onnx", "sklearn", "xgboost", "lightgbm"];
@@ -62,6 +76,7 @@ pub fn revision_spec(
         env: Vec::new(),
         batcher: batcher(spec),
         logger: logger(spec, owner.endpoint),
+        explainer: None,
     };
     let container = spec.get("containers").and_then(Value::as_array).and_then(|c| c.first());
     let model = spec
@@ -92,6 +107,10 @@ pub fn revision_spec(
                 };
             } else if SERVER_FORMATS.contains(&format.as_str()) {
                 out.runner = Runner::Server { args };
+                if let Some(e) = spec.get(EXPLAINER_KEY) {
+                    out.explainer = Some(explainer_settings(e)?);
+                    out.sources.extend(sources(e));
+                }
             } else {
                 return Err(format!(
                     "{field}: model format {format:?} is not served by the built-in server \
@@ -119,6 +138,65 @@ pub fn revision_spec(
         }
     }
     Ok(out)
+}
+
+/// The server's `explainer` settings from an oxserve explainer spec.
+fn explainer_settings(e: &Value) -> Result<Value, String> {
+    let kind = e.get("type").and_then(Value::as_str).unwrap_or_default();
+    let mut out = serde_json::Map::new();
+    out.insert("type".into(), kind.into());
+    let config: BTreeMap<String, String> = e
+        .get("config")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(k) = config.keys().find(|k| !EXPLAINER_CONFIG.contains(&k.as_str())) {
+        return Err(format!(
+            "explainer.config.{k}: unknown key (known: {})",
+            EXPLAINER_CONFIG.join(", ")
+        ));
+    }
+    let int = |k: &str| -> Result<Option<u64>, String> {
+        config
+            .get(k)
+            .map(|v| {
+                v.parse::<u64>().map_err(|_| format!("explainer.config.{k}: {v:?} is not a count"))
+            })
+            .transpose()
+    };
+    if let Some(file) = config.get("background") {
+        let file = file
+            .strip_prefix(KSERVE_MODEL_DIR)
+            .map_or(file.as_str(), |f| f.trim_start_matches('/'));
+        let mut b = serde_json::json!({ "file": file });
+        if let Some(summary) = config.get("summary") {
+            b["summary"] = summary.clone().into();
+        }
+        if let Some(size) = int("size")? {
+            b["size"] = size.into();
+        }
+        out.insert("background".into(), b);
+    }
+    match config.get("nsamples").map(String::as_str) {
+        None => {}
+        Some("auto") => {
+            out.insert("nsamples".into(), "auto".into());
+        }
+        Some(_) => {
+            out.insert("nsamples".into(), int("nsamples")?.into());
+        }
+    }
+    if let Some(seed) = int("seed")? {
+        out.insert("seed".into(), seed.into());
+    }
+    if let Some(o) = config.get("output") {
+        out.insert("output".into(), o.clone().into());
+    }
+    Ok(Value::Object(out))
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -255,6 +333,35 @@ mod tests {
         assert!(e.contains("model format \"tensorflow\" is not served"), "{e}");
         let e = revision_spec(owner("predictor"), "r", &json!({"minReplicas": 1})).unwrap_err();
         assert_eq!(e, "predictor: neither a model nor a container to run");
+    }
+
+    #[test]
+    fn an_oxserve_explainer_becomes_the_servers_explainer_settings() {
+        let spec = json!({
+            "model": {"modelFormat": {"name": "onnx"}, "storageUri": "file:///m"},
+            "explainer": {"type": "kernelshap",
+                "config": {"background": "/mnt/models/bg/rows.csv", "summary": "kmeans", "size": "5",
+                           "nsamples": "200", "seed": "7"},
+                "storageUris": [{"uri": "file:///bg", "mountPath": "/mnt/models/bg"}]}
+        });
+        let r = revision_spec(owner("predictor"), "iris-predictor-00002", &spec).unwrap();
+        assert_eq!(
+            r.explainer,
+            Some(json!({"type": "kernelshap",
+                "background": {"file": "bg/rows.csv", "summary": "kmeans", "size": 5},
+                "nsamples": 200, "seed": 7}))
+        );
+        assert_eq!(
+            r.sources[1],
+            ModelSource { uri: "file:///bg".into(), path: "/mnt/models/bg".into() }
+        );
+        let mut bad = spec.clone();
+        bad["explainer"]["config"]["nsample"] = json!("5");
+        let e = revision_spec(owner("predictor"), "r", &bad).unwrap_err();
+        assert!(e.starts_with("explainer.config.nsample: unknown key"), "{e}");
+        bad["explainer"]["config"] = json!({"seed": "x"});
+        let e = revision_spec(owner("predictor"), "r", &bad).unwrap_err();
+        assert_eq!(e, "explainer.config.seed: \"x\" is not a count");
     }
 
     #[test]

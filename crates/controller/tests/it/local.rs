@@ -38,6 +38,7 @@ fn server_spec(revision: &str, model_name: &str, uri: &str, args: &[&str]) -> Re
         env: Vec::new(),
         batcher: None,
         logger: None,
+        explainer: None,
     }
 }
 
