@@ -1,0 +1,254 @@
+//! The reconciler against the fake API server: create → finalizer, children applied, status
+//! patched, route published; pods ready → Ready; a canary update and its promotion;
+//! deletion through the finalizer; API errors and conflicts retried with back-off; a child
+//! the API server refuses and a manifest that does not validate reported in status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use kube::api::DynamicObject;
+use kube::runtime::controller::Action;
+use oxserve_controller::kubernetes::reconcile::{
+    self, Config, Error, State, error_policy, reconcile_service,
+};
+use oxserve_controller::routes::RouteTable;
+use serde_json::{Value, json};
+
+use crate::fake::ApiServer;
+
+const ISVC: &str = "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/iris";
+const ROUTES: &str = "/api/v1/namespaces/oxserve-system/configmaps/oxserve-routes";
+const STATE_CM: &str = "/api/v1/namespaces/ml/configmaps/iris-oxserve-revisions";
+
+fn deployment(revision: &str) -> String {
+    format!("/apis/apps/v1/namespaces/ml/deployments/{revision}")
+}
+
+fn config() -> Config {
+    Config {
+        namespace: None,
+        image: "oxserve:dev".into(),
+        router_namespace: "oxserve-system".into(),
+        routes_config_map: "oxserve-routes".into(),
+        router_selector: "app.kubernetes.io/name=oxserve-router".into(),
+        domain: "example.com".into(),
+        kserve_group: true,
+        resync: Duration::from_secs(2),
+    }
+}
+
+fn isvc(generation: u64, predictor: Value) -> Value {
+    json!({
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": "iris", "namespace": "ml", "uid": "uid-iris", "generation": generation},
+        "spec": {"predictor": predictor},
+    })
+}
+
+fn onnx(uri: &str) -> Value {
+    json!({"model": {"modelFormat": {"name": "onnx"}, "storageUri": uri}})
+}
+
+/// Stores `object` as the user's latest write (keeping what the controller added).
+fn write_spec(server: &ApiServer, object: Value) {
+    let mut current = server.get(ISVC).unwrap_or_else(|| json!({}));
+    current["apiVersion"] = object["apiVersion"].clone();
+    current["kind"] = object["kind"].clone();
+    current["spec"] = object["spec"].clone();
+    for (k, v) in object["metadata"].as_object().unwrap() {
+        current["metadata"][k] = v.clone();
+    }
+    server.put(ISVC, current);
+}
+
+/// A pass over the stored InferenceService, as kube's controller would run it.
+async fn pass(server: &ApiServer, state: &Arc<State>) -> Result<Action, Error> {
+    let obj: DynamicObject = serde_json::from_value(server.get(ISVC).unwrap()).unwrap();
+    reconcile_service(Arc::new(obj), state.clone()).await
+}
+
+/// Plays the kubelet: a ready pod of `revision` at `ip`.
+fn ready_pod(server: &ApiServer, revision: &str, ip: &str) {
+    server.put(
+        &format!("/api/v1/namespaces/ml/pods/{revision}-abc"),
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("{revision}-abc"), "namespace": "ml",
+                         "labels": {"serving.oxserve.dev/revision": revision}},
+            "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
+        }),
+    );
+}
+
+fn routes(server: &ApiServer) -> RouteTable {
+    let cm = server.get(ROUTES).expect("the routes ConfigMap");
+    serde_yaml_ng::from_str(cm["data"]["routes.yaml"].as_str().unwrap()).unwrap()
+}
+
+fn weights(table: &RouteTable) -> Vec<(String, u32)> {
+    let mut w: Vec<(String, u32)> =
+        table.services[0].entry.targets.iter().map(|t| (t.revision.clone(), t.weight)).collect();
+    w.sort();
+    w
+}
+
+fn condition<'a>(object: &'a Value, type_: &str) -> &'a Value {
+    object["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or_else(|| panic!("no {type_} condition in {:#}", object["status"]))
+}
+
+fn start() -> (ApiServer, Arc<State>) {
+    let (client, server) = ApiServer::start();
+    (server, Arc::new(State::new(client, config())))
+}
+
+#[tokio::test]
+async fn create_applies_children_then_status_then_route() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///opt/oxserve/models/iris-lr")));
+    let action = pass(&server, &state).await.unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+
+    let requests = server.take_seen();
+    let status_patch = requests.iter().find(|s| s.path.ends_with("/status")).unwrap();
+    assert!(status_patch.query.contains("fieldManager=oxserve-controller"), "{}", status_patch.query);
+    assert_eq!(status_patch.body["kind"], "InferenceService", "server-side apply names the kind");
+    let seen: Vec<String> = requests.iter().map(|s| s.line()).collect();
+    assert_eq!(seen[0], format!("PATCH {ISVC}"), "the finalizer first: {seen:#?}");
+    let at = |line: &str| seen.iter().position(|s| s == line).unwrap_or_else(|| panic!("{line} in {seen:#?}"));
+    let dep = at(&format!("PATCH {}", deployment("iris-predictor-00001")));
+    let status = at(&format!("PATCH {ISVC}/status"));
+    assert!(dep < status && status < at(&format!("PATCH {ROUTES}")), "{seen:#?}");
+
+    let object = server.get(ISVC).unwrap();
+    assert_eq!(object["metadata"]["finalizers"], json!(["serving.oxserve.dev/finalizer"]));
+    assert_eq!(object["status"]["observedGeneration"], 1);
+    assert_eq!(condition(&object, "Ready")["status"], "Unknown", "no pod is ready yet");
+
+    let d = server.get(&deployment("iris-predictor-00001")).unwrap();
+    assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "uid-iris");
+    assert_eq!(d["metadata"]["ownerReferences"][0]["controller"], true);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["initContainers"][0]["args"], json!(["pull", "file:///opt/oxserve/models/iris-lr", "/mnt/models"]));
+    assert!(server.get("/api/v1/namespaces/ml/services/iris-predictor-00001").is_some());
+    assert!(server.get(STATE_CM).is_some(), "the revisions are kept");
+    let table = routes(&server);
+    assert_eq!(table.services[0].hosts, ["iris.ml.example.com"]);
+    assert!(table.services[0].entry.targets.is_empty(), "nothing to route to before a revision is ready");
+}
+
+#[tokio::test]
+async fn ready_pods_make_it_ready_and_routable() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///m/iris-lr")));
+    pass(&server, &state).await.unwrap();
+    ready_pod(&server, "iris-predictor-00001", "10.1.0.5");
+    pass(&server, &state).await.unwrap();
+    let object = server.get(ISVC).unwrap();
+    assert_eq!(condition(&object, "Ready")["status"], "True", "{:#}", object["status"]);
+    assert_eq!(object["status"]["url"], "http://iris.ml.example.com");
+    let replicas = &routes(&server).services[0].entry.targets[0].replicas;
+    assert_eq!(replicas[0].http, "http://10.1.0.5:8080");
+    assert!(replicas[0].ready);
+}
+
+#[tokio::test]
+async fn canary_then_promotion() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///m/iris-lr")));
+    pass(&server, &state).await.unwrap();
+    ready_pod(&server, "iris-predictor-00001", "10.1.0.5");
+    pass(&server, &state).await.unwrap();
+
+    let mut canary = onnx("file:///m/iris-rf");
+    canary["canaryTrafficPercent"] = json!(10);
+    write_spec(&server, isvc(2, canary));
+    pass(&server, &state).await.unwrap();
+    assert!(server.get(&deployment("iris-predictor-00002")).is_some(), "the canary's Deployment");
+    ready_pod(&server, "iris-predictor-00002", "10.1.0.6");
+    pass(&server, &state).await.unwrap();
+    assert_eq!(
+        weights(&routes(&server)),
+        [("iris-predictor-00001".to_owned(), 90), ("iris-predictor-00002".to_owned(), 10)]
+    );
+    let object = server.get(ISVC).unwrap();
+    assert_eq!(object["status"]["observedGeneration"], 2);
+
+    write_spec(&server, isvc(3, onnx("file:///m/iris-rf")));
+    pass(&server, &state).await.unwrap();
+    let promoted = weights(&routes(&server));
+    assert!(promoted.contains(&("iris-predictor-00002".to_owned(), 100)), "{promoted:?}");
+    assert!(!promoted.iter().any(|(r, w)| r == "iris-predictor-00001" && *w > 0), "{promoted:?}");
+}
+
+#[tokio::test]
+async fn deletion_withdraws_the_route_and_releases_the_finalizer() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///m/iris-lr")));
+    pass(&server, &state).await.unwrap();
+    assert_eq!(routes(&server).services.len(), 1);
+    let mut object = server.get(ISVC).unwrap();
+    object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    server.put(ISVC, object);
+    let action = pass(&server, &state).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    assert!(routes(&server).services.is_empty());
+    assert!(server.get(STATE_CM).is_none(), "the revision state is removed");
+    assert_eq!(server.get(ISVC).unwrap()["metadata"]["finalizers"], json!([]));
+}
+
+#[tokio::test]
+async fn api_errors_back_off_and_a_success_resets() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///m/iris-lr")));
+    server.fail(Method::GET, "/configmaps/iris-oxserve-revisions", 500, 2);
+    let obj = Arc::new(serde_json::from_value::<DynamicObject>(server.get(ISVC).unwrap()).unwrap());
+    for expected in [1, 2] {
+        let err = pass(&server, &state).await.unwrap_err();
+        assert!(matches!(err, Error::Kube(_)), "{err}");
+        let action = error_policy(obj.clone(), &err, state.clone());
+        assert_eq!(action, Action::requeue(Duration::from_secs(expected)));
+    }
+    pass(&server, &state).await.unwrap();
+    let err = Error::Invalid("again".into());
+    assert_eq!(error_policy(obj, &err, state.clone()), Action::requeue(Duration::from_secs(1)));
+    assert_eq!(reconcile::backoff(20), Duration::from_secs(300));
+}
+
+#[tokio::test]
+async fn a_stale_object_conflicts_and_the_retry_succeeds() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///m/iris-lr")));
+    let stale: DynamicObject = serde_json::from_value(server.get(ISVC).unwrap()).unwrap();
+    write_spec(&server, isvc(2, onnx("file:///m/iris-rf")));
+    let err = reconcile_service(Arc::new(stale), state.clone()).await.unwrap_err();
+    assert!(matches!(&err, Error::Kube(kube::Error::Api(s)) if s.code == 409), "{err}");
+    pass(&server, &state).await.unwrap();
+    assert_eq!(server.get(ISVC).unwrap()["status"]["observedGeneration"], 2);
+}
+
+#[tokio::test]
+async fn a_rejected_child_fails_its_revision_in_status() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///m/iris-lr")));
+    server.fail(Method::PATCH, "/deployments/iris-predictor-00001", 422, 1);
+    pass(&server, &state).await.unwrap();
+    let status = server.get(ISVC).unwrap()["status"].to_string();
+    assert!(status.contains("ChildRejected"), "{status}");
+}
+
+#[tokio::test]
+async fn an_invalid_manifest_is_reported_not_retried() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, json!({"minReplicas": "two"})));
+    assert_eq!(pass(&server, &state).await.unwrap(), Action::await_change());
+    let object = server.get(ISVC).unwrap();
+    let ready = condition(&object, "Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
+    assert!(ready["message"].as_str().unwrap().contains("minReplicas"), "{ready}");
+    assert!(server.get(&deployment("iris-predictor-00001")).is_none());
+}
