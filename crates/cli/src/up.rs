@@ -305,12 +305,12 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 /// The kind a `{group}/{version}/{plural}` names.
-fn resolve(group: &str, version: &str, plural: &str) -> Result<ObjectKind, Response> {
+fn resolve(group: &str, version: &str, plural: &str) -> Result<ObjectKind, Box<Response>> {
     if ApiGroup::from_name(group).is_none() {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::NOT_FOUND,
             format!("api group {group:?} is not served here"),
-        ));
+        )));
     }
     match (plural, version) {
         ("inferenceservices", "v1beta1") => Ok(ObjectKind::InferenceService),
@@ -320,11 +320,14 @@ fn resolve(group: &str, version: &str, plural: &str) -> Result<ObjectKind, Respo
         (
             "inferenceservices" | "trainedmodels" | "servingruntimes" | "clusterservingruntimes",
             _,
-        ) => Err(error(
+        ) => Err(Box::new(error(
             StatusCode::NOT_FOUND,
             format!("{plural} are not served at version {version}"),
-        )),
-        _ => Err(error(StatusCode::NOT_FOUND, format!("resource {plural:?} is not served here"))),
+        ))),
+        _ => Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            format!("resource {plural:?} is not served here"),
+        ))),
     }
 }
 
@@ -347,7 +350,7 @@ async fn list_all(
 ) -> Response {
     match resolve(&group, &version, &plural) {
         Ok(kind) => list_of(kind, &group, s.platform.list(kind, None).await),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -358,7 +361,7 @@ async fn list(
     match resolve(&group, &version, &plural) {
         Ok(kind) if kind.cluster_scoped() => cluster_scoped(&group, &plural),
         Ok(kind) => list_of(kind, &group, s.platform.list(kind, Some(&ns)).await),
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -371,15 +374,15 @@ fn cluster_scoped(group: &str, plural: &str) -> Response {
 }
 
 /// The kind a cluster path (`/apis/{group}/{version}/{plural}/{name}`) names.
-fn resolve_cluster(group: &str, version: &str, plural: &str) -> Result<ObjectKind, Response> {
+fn resolve_cluster(group: &str, version: &str, plural: &str) -> Result<ObjectKind, Box<Response>> {
     match resolve(group, version, plural)? {
         k if k.cluster_scoped() => Ok(k),
-        _ => Err(error(
+        _ => Err(Box::new(error(
             StatusCode::NOT_FOUND,
             format!(
                 "{plural} are namespaced: use /apis/{group}/{version}/namespaces/NS/{plural}/NAME"
             ),
-        )),
+        ))),
     }
 }
 
@@ -389,7 +392,7 @@ async fn get_cluster(
 ) -> Response {
     match resolve_cluster(&group, &version, &plural) {
         Ok(kind) => get_kind(&s, kind, "", &name).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -400,7 +403,7 @@ async fn put_cluster(
 ) -> Response {
     match resolve_cluster(&group, &version, &plural) {
         Ok(kind) => put_kind(&s, kind, &plural, "", &name, &body).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -410,7 +413,7 @@ async fn delete_cluster(
 ) -> Response {
     match resolve_cluster(&group, &version, &plural) {
         Ok(kind) => delete_kind(&s, kind, &plural, "", &name).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -435,7 +438,7 @@ async fn get_one(
     match resolve(&group, &version, &plural) {
         Ok(kind) if kind.cluster_scoped() => cluster_scoped(&group, &plural),
         Ok(kind) => get_kind(&s, kind, &ns, &name).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -457,7 +460,7 @@ async fn put_one(
     match resolve(&group, &version, &plural) {
         Ok(kind) if kind.cluster_scoped() => cluster_scoped(&group, &plural),
         Ok(kind) => put_kind(&s, kind, &plural, &ns, &name, &body).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -532,7 +535,7 @@ async fn delete_one(
     match resolve(&group, &version, &plural) {
         Ok(kind) if kind.cluster_scoped() => cluster_scoped(&group, &plural),
         Ok(kind) => delete_kind(&s, kind, &plural, &ns, &name).await,
-        Err(r) => r,
+        Err(r) => *r,
     }
 }
 
@@ -576,7 +579,7 @@ async fn sub_resource(
     match resolve(&group, &version, &plural) {
         Ok(ObjectKind::InferenceService) => {}
         Ok(_) => return error(StatusCode::NOT_FOUND, format!("{plural} have no {sub}")),
-        Err(r) => return r,
+        Err(r) => return *r,
     }
     let Some(revisions) = s.platform.revisions(&ns, &name).await else {
         return error(StatusCode::NOT_FOUND, format!("inferenceservice {ns}/{name} not found"));
