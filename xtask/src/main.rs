@@ -6,6 +6,7 @@ mod codegen;
 mod conformance;
 mod demo;
 mod fixtures;
+mod kind;
 mod onnxruntime;
 mod python_clients;
 mod setup;
@@ -41,6 +42,8 @@ enum Command {
     Conformance(conformance::Args),
     /// Write the generated files (CRDs under kind/crds/); --check fails when one is stale.
     Codegen(codegen::Args),
+    /// The Kubernetes workflow on a kind cluster: up, load (the image), e2e, down.
+    Kind(kind::Args),
 }
 
 fn main() -> Result<()> {
@@ -55,6 +58,7 @@ fn main() -> Result<()> {
         Command::Bench(args) => bench::run(&sh, args),
         Command::Conformance(args) => conformance::run(&sh, args),
         Command::Codegen(args) => codegen::run(args),
+        Command::Kind(args) => kind::run(&sh, args),
     }
 }
 

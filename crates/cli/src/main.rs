@@ -2,6 +2,8 @@
 
 mod agent;
 mod apply;
+#[cfg(feature = "kubernetes")]
+mod controller;
 mod infer;
 mod pull;
 mod resources;
@@ -63,6 +65,9 @@ enum Command {
     Delete(resources::DeleteArgs),
     /// Print the replica logs of an InferenceService's revision.
     Logs(resources::LogsArgs),
+    /// Run the Kubernetes controller (InferenceServices → Deployments, Services, routes).
+    #[cfg(feature = "kubernetes")]
+    Controller(controller::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -80,6 +85,8 @@ fn main() -> std::process::ExitCode {
         Command::Describe(args) => resources::describe(args),
         Command::Delete(args) => resources::delete(args),
         Command::Logs(args) => resources::logs(args),
+        #[cfg(feature = "kubernetes")]
+        Command::Controller(args) => controller::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

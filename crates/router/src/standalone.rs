@@ -83,8 +83,16 @@ fn default_weight() -> u32 {
 }
 
 /// Parses a routes file's text (`origin` names it in errors).
+///
+/// A file holding a whole [`RouteTable`] (every service with an `entry`, as the Kubernetes
+/// controller publishes it in the router's routes ConfigMap) is taken as it is.
 pub fn parse(text: &str, origin: &str) -> Result<RouteTable, ConfigError> {
     let err = |reason: String| ConfigError::File { path: origin.to_owned(), reason };
+    if let Ok(table) = serde_yaml_ng::from_str::<RouteTable>(text)
+        && !table.services.is_empty()
+    {
+        return Ok(table);
+    }
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let file: RoutesFile = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -247,6 +255,34 @@ mod tests {
         assert_eq!(targets[1].tag.as_deref(), Some("latest"));
         assert_eq!(targets[1].replicas[0].http, "http://127.0.0.1:9003");
         assert_eq!(targets[1].replicas[0].grpc.as_deref(), Some("127.0.0.1:9004"));
+    }
+
+    #[test]
+    fn a_whole_route_table_is_taken_as_it_is() {
+        let table = RouteTable {
+            services: vec![ServiceRoute {
+                name: "iris".into(),
+                namespace: "ml".into(),
+                hosts: vec!["iris.ml.example.com".into()],
+                models: vec!["iris".into()],
+                entry: ComponentRoute {
+                    component: "predictor".into(),
+                    host: "iris-predictor.ml.example.com".into(),
+                    targets: vec![RevisionTarget {
+                        revision: "iris-predictor-00001".into(),
+                        weight: 100,
+                        tag: None,
+                        model: Some("iris".into()),
+                        container_concurrency: 0,
+                        timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+                        replicas: vec![],
+                    }],
+                },
+                predictor: None,
+            }],
+        };
+        let text = serde_yaml_ng::to_string(&table).unwrap();
+        assert_eq!(parse(&text, "routes.yaml").unwrap(), table);
     }
 
     #[test]

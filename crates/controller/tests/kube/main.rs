@@ -9,3 +9,4 @@ mod fake;
 mod lease;
 mod manifests;
 mod reconcile;
+mod tls;
