@@ -26,6 +26,9 @@ pub struct Target {
     pub grpc: Option<String>,
     /// The model under test; without it the suite picks one from the repository index.
     pub model: Option<String>,
+    /// The model the explain extension's cases explain; without it the first model that
+    /// answers `/explain` (see [`crate::cases::explain`]).
+    pub explain_model: Option<String>,
     /// Limit for one request.
     pub request_timeout: Duration,
 }
@@ -37,6 +40,7 @@ impl Target {
             rest: rest.into(),
             grpc: None,
             model: None,
+            explain_model: None,
             request_timeout: Duration::from_secs(10),
         }
     }
@@ -124,6 +128,9 @@ pub struct Ctx {
     pub reference: BTreeMap<String, ModelInfo>,
     /// What discovery noticed (shown in reports).
     pub notes: Vec<String>,
+    /// The model the explain cases use, found by the first of them that runs (or why there
+    /// is none).
+    pub explain_model: tokio::sync::OnceCell<Result<ModelInfo, String>>,
 }
 
 impl std::fmt::Debug for Ctx {
@@ -168,6 +175,7 @@ impl Ctx {
             model: None,
             reference: BTreeMap::new(),
             notes: Vec::new(),
+            explain_model: tokio::sync::OnceCell::new(),
             target,
         };
         ctx.extensions = match ctx.get_json("/v2").await {
@@ -203,7 +211,7 @@ impl Ctx {
     }
 
     /// The model's metadata if it answers and reports ready.
-    async fn ready_model(&self, name: &str) -> Option<ModelInfo> {
+    pub(crate) async fn ready_model(&self, name: &str) -> Option<ModelInfo> {
         let ready = self.http.get(self.url(&format!("/v2/models/{name}/ready"))).send().await;
         if ready.ok()?.status().as_u16() != 200 {
             return None;
@@ -211,9 +219,9 @@ impl Ctx {
         ModelInfo::from_json(&self.get_json(&format!("/v2/models/{name}")).await?)
     }
 
-    /// Picks the first ready model of the repository index that is not a reference model,
-    /// else the add-sub reference model.
-    async fn pick_model(&self) -> Result<String> {
+    /// The names of the models the repository index lists as READY, sorted (empty when the
+    /// server has no usable index).
+    pub(crate) async fn ready_index_names(&self) -> Vec<String> {
         let index = self
             .http
             .post(self.url("/v2/repository/index"))
@@ -234,6 +242,13 @@ impl Ctx {
             }
         }
         names.sort();
+        names
+    }
+
+    /// Picks the first ready model of the repository index that is not a reference model,
+    /// else the add-sub reference model.
+    async fn pick_model(&self) -> Result<String> {
+        let names = self.ready_index_names().await;
         if let Some(name) = names.iter().find(|n| !reference::names().contains(n)) {
             return Ok(name.clone());
         }

@@ -47,6 +47,10 @@ struct RunArgs {
     /// Model under test (default: the first ready model of the repository index).
     #[arg(long, env = "OXSERVE_CONFORMANCE_MODEL")]
     model: Option<String>,
+    /// Model the explain extension's cases explain (default: the first that answers
+    /// /explain: the model under test, then the repository index).
+    #[arg(long, env = "OXSERVE_CONFORMANCE_EXPLAIN_MODEL")]
+    explain_model: Option<String>,
     /// Report format: text, json, junit or markdown.
     #[arg(long, env = "OXSERVE_CONFORMANCE_FORMAT", default_value = "text")]
     format: Format,
@@ -90,9 +94,15 @@ fn main() -> Result<ExitCode> {
 }
 
 fn run_suite(args: RunArgs) -> Result<ExitCode> {
-    let RunArgs { url, grpc, model, format, out, level, only, timeout } = args;
+    let RunArgs { url, grpc, model, explain_model, format, out, level, only, timeout } = args;
     let url = url.context("--url is required (the server's REST base URL)")?;
-    let target = Target { rest: url, grpc, model, request_timeout: Duration::from_secs(timeout) };
+    let target = Target {
+        rest: url,
+        grpc,
+        model,
+        explain_model,
+        request_timeout: Duration::from_secs(timeout),
+    };
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let report = runtime.block_on(async {
         let ctx = Ctx::discover(target).await?;

@@ -1,7 +1,8 @@
 //! Extension cases, run when the server advertises the extension in `GET /v2`: binary tensor
 //! data (inputs, outputs, BYTES length prefixes, raw single-input bodies), model repository
 //! (index, load/unload round trip), statistics and model configuration; plus a SHOULD case
-//! that reports extensions a server implements without advertising them.
+//! that reports extensions a server implements without advertising them (the explain
+//! extension's own cases are in [`super::explain`]).
 
 use std::collections::BTreeMap;
 
@@ -599,6 +600,15 @@ async fn unadvertised(ctx: &Ctx) -> Checked {
         if r.status == 200 && r.json().is_ok() {
             found.push(format!("{CONFIG} (GET /v2/models/{{m}}/config answers)"));
         }
+    }
+    if !ctx.advertises(super::explain::EXPLAIN)
+        && let Ok(model) = super::explain::explain_model(ctx).await
+    {
+        found.push(format!(
+            "{} (POST /v2/models/{}/explain answers)",
+            super::explain::EXPLAIN,
+            model.name
+        ));
     }
     ensure!(found.is_empty(), "implemented but not advertised in GET /v2: {}", found.join("; "));
     Ok(())

@@ -5,6 +5,7 @@
 //! "Open Inference Protocol (V2 Inference Protocol)": *HTTP/REST* and *GRPC* chapters) and, for
 //! extensions, the Triton extension documents that define them.
 
+pub mod explain;
 pub mod extensions;
 pub mod grpc;
 pub mod reference;
@@ -22,6 +23,7 @@ pub fn catalog() -> Vec<Case> {
     let mut cases = rest::cases();
     cases.extend(grpc::cases());
     cases.extend(reference::cases());
+    cases.extend(explain::cases());
     cases.extend(extensions::cases());
     cases
 }

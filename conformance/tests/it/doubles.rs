@@ -50,6 +50,12 @@ enum Break {
     GrpcUnknownModelInternal,
     GrpcIgnoreOutputsFilter,
     GrpcUnknownModelReady,
+    ExplainExpectedValueOff,
+    ExplainFlatAttributions,
+    ExplainUnknownModel500,
+    ExplainV1OutputValueOff,
+    HideExplainExtension,
+    GrpcExplainIgnored,
 }
 
 /// Each break and the cases it must fail (no more, no fewer).
@@ -83,6 +89,8 @@ fn expectations() -> Vec<(Break, &'static [&'static str])> {
                 "rest.infer.unknown-output",
                 "rest.infer.missing-input",
                 "rest.repository.load-unknown",
+                "rest.explain.shape-data-mismatch",
+                "rest.explain.unknown-model",
             ],
         ),
         (UnknownModelInfer500, &["rest.infer.unknown-model", "rest.infer.unknown-model-404"]),
@@ -107,6 +115,15 @@ fn expectations() -> Vec<(Break, &'static [&'static str])> {
         (GrpcUnknownModelInternal, &["grpc.status.unknown-model-not-found"]),
         (GrpcIgnoreOutputsFilter, &["grpc.infer.outputs-filter", "grpc.infer.add-sub-exact"]),
         (GrpcUnknownModelReady, &["grpc.health.unknown-model-not-ready"]),
+        (ExplainExpectedValueOff, &["rest.explain.additivity"]),
+        // Additivity is judged on the shapes, so it fails with them.
+        (ExplainFlatAttributions, &["rest.explain.shapes", "rest.explain.additivity"]),
+        (ExplainUnknownModel500, &["rest.explain.unknown-model"]),
+        (ExplainV1OutputValueOff, &["rest.explain.v1"]),
+        // The explain cases are skipped; the probe for unadvertised extensions finds it.
+        (HideExplainExtension, &["rest.ext.advertised"]),
+        // Without the flag a string flag is not rejected either.
+        (GrpcExplainIgnored, &["grpc.explain.parameter", "grpc.explain.bad-parameter"]),
     ]
 }
 
@@ -156,6 +173,7 @@ async fn rest_proxy(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         .collect();
     let mut body = axum::body::to_bytes(req.into_body(), usize::MAX).await.unwrap_or_default();
     let is_infer = path.ends_with("/infer");
+    let is_explain = path.ends_with("/explain");
     let binary = headers.iter().any(|(k, _)| k == "inference-header-content-length");
     let mut request_json = if binary { None } else { json_of(&body) };
 
@@ -194,6 +212,9 @@ async fn rest_proxy(State(p): State<Arc<Proxy>>, req: Request) -> Response {
             }
         }
         Some(UnknownModelInfer500) if is_infer && path.contains(UNKNOWN) => {
+            return error(500, "internal");
+        }
+        Some(ExplainUnknownModel500) if is_explain && path.contains(UNKNOWN) => {
             return error(500, "internal");
         }
         Some(UnloadIgnored) if path.ends_with("/unload") => {
@@ -285,6 +306,41 @@ async fn rest_proxy(State(p): State<Arc<Proxy>>, req: Request) -> Response {
         Some(ConfigRenamed) if path.ends_with("/config") => {
             edit_json(&mut |v| v["name"] = serde_json::json!("renamed"))
         }
+        Some(ExplainExpectedValueOff) if is_explain => edit_json(&mut |v| {
+            for o in v["outputs"].as_array_mut().into_iter().flatten() {
+                if o["name"] == "expected_value" {
+                    for x in o["data"].as_array_mut().into_iter().flatten() {
+                        *x = serde_json::json!(x.as_f64().unwrap_or(0.0) + 1.0);
+                    }
+                }
+            }
+        }),
+        Some(ExplainFlatAttributions) if is_explain => edit_json(&mut |v| {
+            for o in v["outputs"].as_array_mut().into_iter().flatten() {
+                let flat = o["shape"]
+                    .as_array()
+                    .filter(|_| o["name"].as_str().is_some_and(|n| n.ends_with("_attributions")))
+                    .map(|s| {
+                        let d: Vec<i64> = s.iter().filter_map(Value::as_i64).collect();
+                        serde_json::json!([d[0], d[1..].iter().product::<i64>()])
+                    });
+                if let Some(flat) = flat {
+                    o["shape"] = flat;
+                }
+            }
+        }),
+        Some(ExplainV1OutputValueOff) if path.ends_with(":explain") => edit_json(&mut |v| {
+            for e in v["explanations"].as_array_mut().into_iter().flatten() {
+                for x in e["output_value"].as_array_mut().into_iter().flatten() {
+                    *x = serde_json::json!(x.as_f64().unwrap_or(0.0) + 1.0);
+                }
+            }
+        }),
+        Some(HideExplainExtension) if path == "/v2" => edit_json(&mut |v| {
+            if let Some(e) = v["extensions"].as_array_mut() {
+                e.retain(|x| x != "explain");
+            }
+        }),
         _ => {}
     }
     respond(status, headers, body)
@@ -344,6 +400,9 @@ impl GrpcInferenceService for Proxy {
                 }
             }
             Some(Break::GrpcIgnoreOutputsFilter) => req.outputs.clear(),
+            Some(Break::GrpcExplainIgnored) => {
+                req.parameters.remove("explain");
+            }
             _ => {}
         }
         let mut resp = self.grpc.clone().model_infer(req).await.map_err(|s| self.status(s))?;
