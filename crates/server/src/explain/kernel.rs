@@ -229,14 +229,13 @@ pub(crate) fn solve(c: &Coalitions, ey: &[f64], total: f64) -> Vec<f64> {
     let mut xtwx = vec![0.0; n * n];
     let mut xtwy = vec![0.0; n];
     let mut row = vec![0.0; n];
-    for s in 0..c.len() {
+    for (s, (&e, &w)) in ey.iter().zip(&c.weights).enumerate() {
         let mask = c.mask(s);
         let z_last = f64::from(u8::from(mask[last]));
-        let y = ey[s] - z_last * total;
+        let y = e - z_last * total;
         for j in 0..n {
             row[j] = f64::from(u8::from(mask[j])) - z_last;
         }
-        let w = c.weights[s];
         for i in 0..n {
             if row[i] == 0.0 {
                 continue;
@@ -362,10 +361,10 @@ impl KernelExplainer {
                 background.features, input.name
             ));
         }
-        if let Some(o) = &settings.output {
-            if !metadata.outputs.iter().any(|m| &m.name == o) {
-                return Err(format!("explainer.output: the model has no output \"{o}\""));
-            }
+        if let Some(o) = &settings.output
+            && !metadata.outputs.iter().any(|m| &m.name == o)
+        {
+            return Err(format!("explainer.output: the model has no output \"{o}\""));
         }
         Ok(KernelExplainer {
             input: input.name.clone(),

@@ -4,7 +4,6 @@
 use oxserve_protocol::{InferRequest, Tensor, TensorData};
 use serde_json::Value;
 
-use super::*;
 use crate::model::Model;
 use crate::runtimes::lightgbm::LightgbmModel;
 use crate::runtimes::tree::testing::{expected, fixture};
@@ -197,7 +196,7 @@ mod brute_force {
             let view = forest.shap_view().unwrap();
             let mut phi = vec![0.0; 4];
             treeshap::contributions(&view, &row, &mut phi, &mut treeshap::Scratch::default());
-            let mut want = vec![0.0; 4];
+            let mut want = [0.0; 4];
             for tree in &trees {
                 for (w, p) in want.iter_mut().zip(shapley(tree, &row, 4)) {
                     *w += p;

@@ -299,6 +299,108 @@ async fn bad_explanation_requests_answer_4xx_with_the_reason() {
     assert_eq!(stats["model_stats"][0]["explain_stats"]["fail"]["count"], 2, "{stats}");
 }
 
+/// Explainers that load but cannot explain, and requests the explainer itself refuses:
+/// 400 with what is wrong, over REST, V1 and gRPC alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misconfigured_explainers_and_bad_explain_inputs_answer_400_with_the_reason() {
+    let repo = support::repository();
+    let (core, state) = support::core(repo.path()).await;
+    let router = oxserve_server::rest::router(state);
+    let rows = mlp_rows();
+    let cases = [
+        (
+            "/v2/models/mlp-treeshap/explain",
+            mlp_body(&rows, json!({})),
+            "explainer.type \"treeshap\" needs a tree model (xgboost or lightgbm)",
+        ),
+        (
+            "/v2/models/mlp-no-output/explain",
+            mlp_body(&rows, json!({})),
+            "explainer.output: the model has no output \"probabilities\"",
+        ),
+        (
+            "/v2/models/mlp-no-background/explain",
+            mlp_body(&rows, json!({})),
+            "explainer.background: cannot read",
+        ),
+        (
+            "/v2/models/mlp/explain",
+            mlp_body(&rows, json!({"seed": "seven"})),
+            "parameter \"seed\" must be a positive integer",
+        ),
+        (
+            "/v2/models/mlp/explain",
+            json!({"inputs": [{"name": "input", "datatype": "INT64", "shape": [1, 8], "data": [1, 2, 3, 4, 5, 6, 7, 8]}]}),
+            "INT64",
+        ),
+        (
+            "/v2/models/mlp/explain",
+            json!({"inputs": [{"name": "input", "datatype": "FP32", "shape": [0, 8], "data": []}]}),
+            "explain needs shape [N, 8] with N >= 1",
+        ),
+        (
+            "/v2/models/xgb-binary/explain",
+            json!({"inputs": [{"name": "input-0", "datatype": "FP32", "shape": [1, 10], "data": [1, 2, 3]}]}),
+            "needs 10 elements, got 3",
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (status, answer) = call(&router, "POST", path, Some(body.clone())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {body}: {answer}");
+        let message = answer["error"].as_str().unwrap_or_default();
+        assert!(message.contains(want), "{path} {body}: {message:?} lacks {want:?}");
+    }
+    // The model itself still predicts: only its explanations are refused.
+    let (status, _) =
+        call(&router, "POST", "/v2/models/mlp-treeshap/infer", Some(mlp_body(&rows, json!({}))))
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    // V1: instances of the wrong width.
+    let (status, answer) = call(
+        &router,
+        "POST",
+        "/v1/models/xgb-binary:explain",
+        Some(json!({"instances": [[1.0, 2.0, 3.0]]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert!(answer["error"].is_string(), "{answer}");
+
+    // gRPC: a model without an explainer answers INVALID_ARGUMENT with the reason.
+    let (_, grpc, stop) = support::start(core).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
+    let request = pb::ModelInferRequest {
+        model_name: "iris-lr".into(),
+        parameters: [(
+            "explain".to_owned(),
+            pb::InferParameter {
+                parameter_choice: Some(pb::infer_parameter::ParameterChoice::BoolParam(true)),
+            },
+        )]
+        .into(),
+        inputs: vec![pb::model_infer_request::InferInputTensor {
+            name: "float_input".into(),
+            datatype: "FP32".into(),
+            shape: vec![1, 4],
+            contents: Some(pb::InferTensorContents {
+                fp32_contents: vec![5.1, 3.5, 1.4, 0.2],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let status = client.model_infer(request).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(status.message().contains("no explainer is configured"), "{}", status.message());
+    let _ = stop.send(());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_model_infer_explains_with_the_explain_parameter() {
     let repo = support::repository();

@@ -34,7 +34,10 @@ fn copy_model(repo: &Path, fixture: &str, name: &str, settings: Option<&str>) {
 /// A repository: `xgb-binary`, `lgbm-multiclass` (TreeSHAP without settings), `mlp` with
 /// KernelSHAP over `background.json`, `mlp-kmeans` (the same summarised by k-means to 3
 /// rows, batches of at most 64 rows), `mlp-wide` (a background of 5 features for an
-/// 8-feature input) and `iris-lr` (no explainer).
+/// 8-feature input), `iris-lr` (no explainer), and misconfigured explainers that load but
+/// cannot explain: `mlp-treeshap` (TreeSHAP asked of an ONNX model), `mlp-no-output`
+/// (`explainer.output` names no output of the model) and `mlp-no-background` (the
+/// background file is missing).
 pub fn repository() -> tempfile::TempDir {
     let repo = tempfile::tempdir().unwrap();
     let p = repo.path();
@@ -47,7 +50,13 @@ pub fn repository() -> tempfile::TempDir {
         "background": {"file": "background.csv", "summary": "kmeans", "size": 3}, "nsamples": 40}}"#;
     copy_model(p, "mlp", "mlp-kmeans", Some(kmeans));
     copy_model(p, "mlp", "mlp-wide", Some(kernel));
+    copy_model(p, "mlp", "mlp-treeshap", Some(r#"{"explainer": {"type": "treeshap"}}"#));
+    let no_output = r#"{"explainer": {"type": "kernelshap", "background": {"file": "background.json"}, "output": "probabilities"}}"#;
+    copy_model(p, "mlp", "mlp-no-output", Some(no_output));
+    copy_model(p, "mlp", "mlp-no-background", Some(kernel));
     let rows = background_rows();
+    std::fs::write(p.join("mlp-no-output/background.json"), serde_json::to_string(&rows).unwrap())
+        .unwrap();
     std::fs::write(p.join("mlp/background.json"), serde_json::to_string(&rows).unwrap()).unwrap();
     let csv: Vec<String> = std::iter::once("a,b,c,d,e,f,g,h".to_owned())
         .chain(rows.iter().map(|r| r.iter().map(f64::to_string).collect::<Vec<_>>().join(",")))
