@@ -9,7 +9,8 @@
 //! 2. the `explain` bench binary of `oxserve-server`, pinned to the same core, times
 //!    TreeSHAP the same way, checks it against the frameworks' contributions, and times a
 //!    one-row KernelSHAP explanation (50 k-means background rows, `nsamples` auto);
-//! 3. prints the table and writes it to `.oxserve/bench/explain.md`.
+//! 3. prints the table, writes it to `.oxserve/bench/explain.md` and, unless `--no-docs`,
+//!    between the `bench explain` markers of `docs/benchmarks.md`.
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -20,10 +21,13 @@ pub struct Args {
     /// Core both sides are pinned to, one after the other.
     #[arg(long, env = "OXSERVE_BENCH_CPU", default_value_t = 0)]
     cpu: u32,
+    /// Leave `docs/benchmarks.md` alone; write only under `.oxserve/bench/`.
+    #[arg(long)]
+    no_docs: bool,
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
-    let Args { cpu } = args;
+    let Args { cpu, no_docs } = args;
     let machine = super::machine_description();
     let python =
         crate::venv::ensure(sh, "fixtures", include_str!("../../../fixtures/requirements.txt"))?;
@@ -76,12 +80,28 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
             num(o, "kernel_ms")?,
         ));
     }
+    let commit = cmd!(sh, "git rev-parse --short HEAD").read().unwrap_or_default();
     let report = format!(
-        "# bench explain\n\n100 trees of depth 6, 20 features, binary; thread CPU time on core {cpu}.\n\n{table}\n{machine}\n"
+        "Command: `cargo xtask bench explain`  \n\
+         Machine: {machine}  \n\
+         Pinning: Python and the `explain` bench one after the other on core {cpu}, one \
+         thread each, thread CPU time  \n\
+         Commit: {commit}; 100 trees of depth 6, 20 features, binary; 1,000 test rows, ~10 % \
+         NaN; 1 row/call = best of 3 rounds of 2,000 one-row calls cycling through 200 rows, \
+         1,000 rows/call = best of 3 rounds of 5 calls; KernelSHAP: one row, 50 k-means \
+         background rows, `nsamples` auto (2 × 20 + 2,048)\n\n\
+         {table}"
     );
     println!("{report}");
     let out = crate::state_dir().join("bench").join("explain.md");
     std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("xtask: wrote {}", out.display());
+    if !no_docs {
+        let doc = crate::project_root().join("docs/benchmarks.md");
+        let text = std::fs::read_to_string(&doc)
+            .with_context(|| format!("reading {}", doc.display()))?;
+        std::fs::write(&doc, super::splice(&text, "explain", &report)?)?;
+        eprintln!("xtask: updated {}", doc.display());
+    }
     Ok(())
 }
