@@ -98,8 +98,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     eprintln!("xtask: wrote {}", out.display());
     if !no_docs {
         let doc = crate::project_root().join("docs/benchmarks.md");
-        let text = std::fs::read_to_string(&doc)
-            .with_context(|| format!("reading {}", doc.display()))?;
+        let text =
+            std::fs::read_to_string(&doc).with_context(|| format!("reading {}", doc.display()))?;
         std::fs::write(&doc, super::splice(&text, "explain", &report)?)?;
         eprintln!("xtask: updated {}", doc.display());
     }
