@@ -32,7 +32,7 @@ enum Command {
     Setup,
     /// Run the whole test suite.
     Test(test::Args),
-    /// Serve the bundled example models and show real inferences over REST and gRPC.
+    /// Bring up the platform on the bundled models: apply, infer, canary, scale to zero.
     Demo(demo::Args),
     /// Retrain the model fixtures with the real Python frameworks.
     Fixtures,
