@@ -7,6 +7,7 @@ mod conformance;
 mod demo;
 mod fixtures;
 mod kind;
+mod loadtest;
 mod onnxruntime;
 mod python_clients;
 mod setup;
@@ -44,6 +45,8 @@ enum Command {
     Codegen(codegen::Args),
     /// The Kubernetes workflow on a kind cluster: up, load (the image), e2e, down.
     Kind(kind::Args),
+    /// Load-test scenarios that judge autoscaling, batching and canaries (reports, verdicts).
+    Loadtest(loadtest::Args),
 }
 
 fn main() -> Result<()> {
@@ -59,6 +62,7 @@ fn main() -> Result<()> {
         Command::Conformance(args) => conformance::run(&sh, args),
         Command::Codegen(args) => codegen::run(args),
         Command::Kind(args) => kind::run(&sh, args),
+        Command::Loadtest(args) => loadtest::run(&sh, args),
     }
 }
 

@@ -4,7 +4,7 @@
 //! [`Sample`] in the shared [`Recorder`], with the `x-oxserve-revision` it was answered by.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,13 +36,38 @@ impl Call {
 pub enum Pace {
     /// Back to back, following a goose test plan (`users,time;…`).
     Closed,
-    /// A shared constant-rate schedule starting at `start`.
-    Open { schedule: Schedule, start: Instant },
+    /// A shared constant-rate schedule; it starts once every user is up (see [`Start`]).
+    Open { schedule: Schedule },
+}
+
+/// When an open-loop schedule starts: set once every goose user has made its first call
+/// (goose builds its users one by one, which takes seconds on a busy machine; slots timed
+/// from before that would charge the load generator's start-up to the server).
+#[derive(Clone, Default)]
+pub struct Start(Arc<OnceLock<Instant>>);
+
+impl Start {
+    /// The start, waiting for it to be set.
+    pub async fn wait(&self) -> Instant {
+        loop {
+            if let Some(at) = self.0.get() {
+                return *at;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    fn set_soon(&self) -> Instant {
+        *self.0.get_or_init(|| Instant::now() + Duration::from_millis(200))
+    }
 }
 
 struct Ctx {
     call: Call,
     pace: Pace,
+    start: Start,
+    /// Every open-loop user waits here on its first call, so the schedule starts with all.
+    barrier: tokio::sync::Barrier,
     recorder: Recorder,
     next_model: AtomicU64,
     missed: AtomicU64,
@@ -62,12 +87,15 @@ pub async fn goose(
     timing: GooseTiming<'_>,
     call: Call,
     pace: Pace,
+    start: &Start,
     recorder: &Recorder,
     out_dir: &Path,
 ) -> Result<Outcome> {
     let ctx = Arc::new(Ctx {
         call,
         pace,
+        start: start.clone(),
+        barrier: tokio::sync::Barrier::new(users.max(1)),
         recorder: recorder.clone(),
         next_model: AtomicU64::new(0),
         missed: AtomicU64::new(0),
@@ -84,6 +112,8 @@ pub async fn goose(
         "--no-telnet".into(),
         "--no-error-summary".into(),
         "--quiet".into(),
+        // The scenario prints its own summary; goose's tables are in its HTML report.
+        "--no-print-metrics".into(),
     ];
     match timing {
         GooseTiming::RunTime(run) => {
@@ -139,9 +169,14 @@ pub enum GooseTiming<'a> {
 async fn infer(ctx: Arc<Ctx>, user: &mut GooseUser) -> TransactionResult {
     let intended = match ctx.pace {
         Pace::Closed => Instant::now(),
-        Pace::Open { schedule, start } => {
+        Pace::Open { schedule } => {
+            let first = user.get_session_data::<u64>().is_none();
             let n = *user.get_session_data::<u64>().unwrap_or(&0);
             user.set_session_data(n + 1);
+            if first {
+                ctx.barrier.wait().await;
+            }
+            let start = ctx.start.set_soon();
             let Some(slot) = schedule.slot(user.weighted_users_index, n) else {
                 // The schedule is over for this user: idle until goose ends the run.
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -202,7 +237,7 @@ pub async fn grpc_open_loop(
     addr: &str,
     request: ModelInferRequest,
     schedule: Schedule,
-    start: Instant,
+    start: &Start,
     recorder: &Recorder,
     timeout: Duration,
 ) -> Result<()> {
@@ -214,6 +249,7 @@ pub async fn grpc_open_loop(
     for _ in 0..4 {
         channels.push(endpoint.connect().await.with_context(|| format!("connecting to {addr}"))?);
     }
+    let start = start.wait().await;
     let tasks: Vec<_> = (0..schedule.users)
         .map(|u| {
             let mut client = GrpcInferenceServiceClient::new(channels[u % channels.len()].clone());

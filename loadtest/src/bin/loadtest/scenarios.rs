@@ -16,7 +16,7 @@ use oxserve_loadtest::scenario::{
 use oxserve_loadtest::verdict::Criterion;
 use serde_json::{Value, json};
 
-use crate::drive::{self, Call, GooseTiming, Pace};
+use crate::drive::{self, Call, GooseTiming, Pace, Start};
 use crate::platform::{Platform, signal};
 
 /// One row of the xgb-binary fixture (10 features).
@@ -93,7 +93,7 @@ pub async fn autoscale(run: &Run<'_>) -> Result<Outcome> {
     let plan = format!("1,0s;1,{s}s;16,0s;16,{s}s;64,0s;64,{s}s;0,0s");
     run.recorder.event(format!("goose test plan {plan}"));
     let call = run.xgb_call(&svc.name);
-    drive::goose(&run.platform.rest, 64, GooseTiming::Plan(&plan), call, Pace::Closed, &run.recorder, &run.goose_dir).await?;
+    drive::goose(&run.platform.rest, 64, GooseTiming::Plan(&plan), call, Pace::Closed, &Start::default(), &run.recorder, &run.goose_dir).await?;
     run.recorder.event("load stopped");
     // The plan starts with goose's first request (goose takes a moment to set up).
     let started = run.recorder.snapshot().0.first().map_or(0.0, |s| s.t_ms);
@@ -153,7 +153,7 @@ pub async fn scale_from_zero(run: &Run<'_>) -> Result<Outcome> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     run.recorder.event(format!("goose starts {n} users, one request each"));
     let call = run.xgb_call(&svc.name);
-    drive::goose(&run.platform.rest, n, GooseTiming::Once, call, Pace::Closed, &run.recorder, &run.goose_dir).await?;
+    drive::goose(&run.platform.rest, n, GooseTiming::Once, call, Pace::Closed, &Start::default(), &run.recorder, &run.goose_dir).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop.send(true);
     let _ = poller.await;
@@ -180,20 +180,21 @@ pub async fn canary(run: &Run<'_>) -> Result<Outcome> {
     let mut v2 = v1.clone();
     v2.env = vec![("OXSERVE_LOADTEST_VERSION".into(), "2".into())];
     let schedule = Schedule { rate, users: Schedule::users_for(rate, Duration::from_secs(5)), duration: phase * 4 };
-    let start = Instant::now() + Duration::from_secs(1);
+    let begin = Start::default();
     let (stop, poller) = run.platform.poll(vec![v1.name.clone()], Duration::from_millis(250), run.recorder.clone());
-    let start_ms = run.recorder.ms(start);
     let mut applies = Vec::new();
     let load = drive::goose(
         &run.platform.rest,
         schedule.users,
         GooseTiming::RunTime(phase * 4 + Duration::from_secs(2)),
         run.xgb_call(&v1.name),
-        Pace::Open { schedule, start },
+        Pace::Open { schedule },
+        &begin,
         &run.recorder,
         &run.goose_dir,
     );
     let changes = async {
+        let start = begin.wait().await;
         for (i, pct) in [Some(10), Some(50), None].into_iter().enumerate() {
             tokio::time::sleep_until((start + phase * (i as u32 + 1)).into()).await;
             let mut v = v2.clone();
@@ -211,6 +212,7 @@ pub async fn canary(run: &Run<'_>) -> Result<Outcome> {
     let _ = stop.send(true);
     let _ = poller.await;
     let (samples, _, _) = run.recorder.snapshot();
+    let start_ms = run.recorder.ms(begin.wait().await);
     let (r1, r2) = (revision(&v1.name, 1), revision(&v1.name, 2));
     let end = start_ms + (phase * 4).as_secs_f64() * 1000.0;
     let bounds = [start_ms, applies[0], applies[1], applies[2], end];
@@ -269,12 +271,15 @@ pub async fn batching(run: &Run<'_>) -> Result<Outcome> {
             let from = run.recorder.now_ms();
             run.recorder.event(format!("{} c={c}", svc.name));
             let call = Call::one(&svc.name, drive::rest_body("input", &MLP_ROW));
-            drive::goose(&run.platform.rest, c as usize, GooseTiming::RunTime(d), call, Pace::Closed, &run.recorder, &run.goose_dir).await?;
+            drive::goose(&run.platform.rest, c as usize, GooseTiming::RunTime(d), call, Pace::Closed, &Start::default(), &run.recorder, &run.goose_dir).await?;
             let to = run.recorder.now_ms();
             let (samples, _, _) = run.recorder.snapshot();
             let w: Vec<_> = window(&samples, from, to).cloned().collect();
             let h = histogram(&w);
-            let secs = (to - from) / 1000.0;
+            // Over the requests' own span: goose's set-up before the first is not load.
+            let first = w.first().map_or(from, |s| s.t_ms);
+            let last = w.iter().map(|s| s.end_ms()).fold(first, f64::max);
+            let secs = ((last - first) / 1000.0).max(0.001);
             cells.push(scenario::batching::Cell {
                 batched: svc.batcher.is_some(),
                 concurrency: c,
@@ -337,19 +342,20 @@ pub async fn multi_model(run: &Run<'_>) -> Result<Outcome> {
     run.wait_ready(&parent.name).await?;
     let total = baseline + load_window;
     let schedule = Schedule { rate, users: Schedule::users_for(rate, Duration::from_secs(2)), duration: total };
-    let start = Instant::now() + Duration::from_secs(1);
-    let start_ms = run.recorder.ms(start);
+    let begin = Start::default();
     let (stop, poller) = run.platform.poll(vec![parent.name.clone()], Duration::from_millis(500), run.recorder.clone());
     let load = drive::goose(
         &run.platform.rest,
         schedule.users,
         GooseTiming::RunTime(total + Duration::from_secs(2)),
         run.xgb_call(&parent.name),
-        Pace::Open { schedule, start },
+        Pace::Open { schedule },
+        &begin,
         &run.recorder,
         &run.goose_dir,
     );
     let loading = async {
+        let start = begin.wait().await;
         tokio::time::sleep_until((start + baseline).into()).await;
         let rss_before = run.platform.replicas_rss();
         let from_ms = run.recorder.now_ms();
@@ -392,6 +398,7 @@ pub async fn multi_model(run: &Run<'_>) -> Result<Outcome> {
     let _ = stop.send(true);
     let _ = poller.await;
     let (samples, _, _) = run.recorder.snapshot();
+    let start_ms = run.recorder.ms(begin.wait().await);
     let before: Vec<_> = window(&samples, start_ms, from_ms).cloned().collect();
     let during: Vec<_> = window(&samples, from_ms, to_ms).cloned().collect();
     let f = scenario::multi_model::figures(&loaded, delta, &before, &during);
@@ -412,14 +419,15 @@ pub async fn soak(run: &Run<'_>) -> Result<Outcome> {
         .await?;
     let Some(grpc) = run.platform.grpc.clone() else { bail!("soak needs the router's gRPC address (--grpc)") };
     let half = |r: f64| Schedule { rate: r / 2.0, users: Schedule::users_for(r / 2.0, Duration::from_secs(2)), duration: total };
-    let start = Instant::now() + Duration::from_secs(1);
+    let begin = Start::default();
     let (stop, poller) = run.platform.poll(vec![v1.name.clone()], Duration::from_millis(500), run.recorder.clone());
     let rest = drive::goose(
         &run.platform.rest,
         half(rate).users,
         GooseTiming::RunTime(total + Duration::from_secs(2)),
         run.xgb_call(&v1.name),
-        Pace::Open { schedule: half(rate), start },
+        Pace::Open { schedule: half(rate) },
+        &begin,
         &run.recorder,
         &run.goose_dir,
     );
@@ -427,11 +435,12 @@ pub async fn soak(run: &Run<'_>) -> Result<Outcome> {
         &grpc,
         drive::grpc_request(&v1.name, "input-0", &XGB_ROW),
         half(rate),
-        start,
+        &begin,
         &run.recorder,
         timeout,
     );
     let chaos = async {
+        let start = begin.wait().await;
         tokio::time::sleep_until((start + total / 3).into()).await;
         let mut v2 = v1.clone();
         v2.env = vec![("OXSERVE_LOADTEST_VERSION".into(), "2".into())];
@@ -461,7 +470,7 @@ pub async fn soak(run: &Run<'_>) -> Result<Outcome> {
             "p50_ms": percentile_ms(&h, 0.5),
             "p99_ms": percentile_ms(&h, 0.99),
             "kill_ms": kill_ms,
-            "split_after_flip": split(&samples, run.recorder.ms(start + total / 3) + 5000.0, f64::INFINITY),
+            "split_after_flip": split(&samples, run.recorder.ms(begin.wait().await + total / 3) + 5000.0, f64::INFINITY),
         }),
         criteria: scenario::soak::judge(&samples, kill_ms, timeout.as_secs_f64() * 1000.0),
     })
