@@ -1161,6 +1161,27 @@ mod tests {
     }
 
     #[test]
+    fn an_oxserve_explainer_moves_into_the_predictor_and_others_stay() {
+        let spec = serde_json::json!({
+            "predictor": {"model": {"modelFormat": {"name": "xgboost"}}},
+            "explainer": {"type": "treeshap", "minReplicas": 1}
+        });
+        let e = effective_spec(&spec);
+        assert!(e.get("explainer").is_none(), "{e}");
+        assert_eq!(e["predictor"]["explainer"]["type"], "treeshap");
+        let mut revs = ServiceRevisions::new("iris");
+        revs.sync(&e, Timestamp(1)).unwrap();
+        let names: Vec<&str> = revs.revisions().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["iris-predictor-00001"]);
+        // A container explainer is a component of its own.
+        let spec = serde_json::json!({
+            "predictor": {"model": {"modelFormat": {"name": "xgboost"}}},
+            "explainer": {"containers": [{"name": "e", "command": ["e"]}]}
+        });
+        assert_eq!(effective_spec(&spec), spec);
+    }
+
+    #[test]
     fn applies_compare_without_server_fields() {
         let a = serde_json::json!({"metadata": {"name": "a", "generation": 3, "creationTimestamp": "x"}, "spec": {}, "status": {"url": "u"}});
         let b = serde_json::json!({"metadata": {"name": "a"}, "spec": {}});

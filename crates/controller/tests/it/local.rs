@@ -1,13 +1,15 @@
 //! The local backend with real `oxserve serve` replicas: readiness, inference on each
 //! replica, restarts after `kill -9`, failures with their reasons, scale to zero, pulls over
-//! HTTP through the cache, custom containers, and replicas dying with their parent.
+//! HTTP through the cache, custom containers, TrainedModels loaded into every replica (one
+//! started later too) and unloaded, and replicas dying with their parent.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use oxserve_controller::backend::{
-    Backend, BatcherSpec, ModelSource, RevisionPhase, RevisionSpec, RevisionStatus, Runner,
+    Backend, BatcherSpec, ModelAssignment, ModelSource, RevisionPhase, RevisionSpec,
+    RevisionStatus, Runner,
 };
 use oxserve_controller::local::state::StateStore;
 use oxserve_controller::local::{LocalBackend, LocalConfig};
@@ -506,5 +508,77 @@ async fn the_logger_sends_each_request_and_response_with_the_service_extensions(
         types,
         ["org.kubeflow.serving.inference.request", "org.kubeflow.serving.inference.response"]
     );
+    backend.shutdown().await;
+}
+
+async fn status_of(http: &str, model: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{http}/v2/models/{model}/infer"))
+        .header("content-type", "application/json")
+        .body(XGB_ROW)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trained_models_load_into_every_replica_and_unload_when_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, backend) = backend(dir.path());
+    let model = fixtures().join("models/xgb-binary");
+    let spec =
+        server_spec("iris-predictor-00001", "iris", &format!("file://{}", model.display()), &[]);
+    backend.ensure_revision(&spec).await.unwrap();
+    let tm = ModelAssignment {
+        name: "reg".into(),
+        storage_uri: format!("file://{}", fixtures().join("models/xgb-regression").display()),
+        framework: Some("xgboost".into()),
+        memory: Some("1Mi".into()),
+    };
+    backend.set_models(&spec.revision, std::slice::from_ref(&tm)).await.unwrap();
+    backend.scale(&spec.revision, 1).await.unwrap();
+    let status = wait_for(&backend, &spec.revision, "1 ready", |s| s.ready_replicas() == 1).await;
+    // Loaded before the replica was reported ready.
+    let first = status.replicas[0].http.clone().unwrap();
+    assert_eq!(status_of(&first, "reg").await, 200);
+    assert_eq!(status_of(&first, "iris").await, 200);
+    let loads = backend.model_status(&spec.revision).await.unwrap();
+    assert_eq!((loads[0].name.as_str(), loads[0].loaded, loads[0].replicas), ("reg", 1, 1));
+    assert!(loads[0].last_used_ms > 0, "{loads:?}");
+
+    // A replica started later loads it too.
+    backend.scale(&spec.revision, 2).await.unwrap();
+    let status = wait_for(&backend, &spec.revision, "2 ready", |s| s.ready_replicas() == 2).await;
+    for r in &status.replicas {
+        assert_eq!(status_of(r.http.as_deref().unwrap(), "reg").await, 200);
+    }
+
+    // Removed: unloaded from both (503: the model is unloaded), the own model still serves.
+    backend.set_models(&spec.revision, &[]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    for r in &status.replicas {
+        let http = r.http.as_deref().unwrap();
+        while status_of(http, "reg").await != 503 {
+            assert!(tokio::time::Instant::now() < deadline, "reg still served on {http}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(status_of(http, "iris").await, 200);
+    }
+    assert!(backend.model_status(&spec.revision).await.unwrap().is_empty());
+
+    // A container revision takes no TrainedModels.
+    let mut container = spec.clone();
+    container.revision = "c-predictor-00001".into();
+    container.runner = Runner::Container {
+        image: None,
+        command: vec!["true".into()],
+        args: vec![],
+        predictor_host: None,
+    };
+    backend.ensure_revision(&container).await.unwrap();
+    let e = backend.set_models(&container.revision, &[tm]).await.unwrap_err().to_string();
+    assert!(e.contains("only predictors of the built-in server"), "{e}");
     backend.shutdown().await;
 }
