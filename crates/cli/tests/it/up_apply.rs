@@ -2,8 +2,9 @@
 //! `--wait` to Ready, to a failed revision's reason and to its timeout; both API groups
 //! inferred over REST V1 and V2 and gRPC by Host header; the logger's CloudEvents received by
 //! a real HTTP sink with the `inferenceservicename`, `namespace`, `component` and `endpoint`
-//! extensions; a replica killed with `kill -9` under load; a pull from the S3-compatible
-//! test server (ignored unless `cargo xtask test` provides it).
+//! extensions; a replica killed with `kill -9` under load; ServingRuntimes namespaced and
+//! cluster-wide; a pull from the S3-compatible test server (ignored unless `cargo xtask
+//! test` provides it).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -579,4 +580,32 @@ server.stop()
         drop(moto.stdin.take());
         let _ = moto.wait();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serving_runtimes_are_applied_namespaced_and_cluster_wide() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(&dir.path().join("state"), &[]);
+    let runtime = |kind: &str, name: &str, format: &str| {
+        format!(
+            "apiVersion: serving.kserve.io/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n  supportedModelFormats:\n    - name: {format}\n  containers:\n    - name: kserve-container\n      image: example/server:latest\n      command: [python3, -m, my_server]\n"
+        )
+    };
+    let manifest = format!(
+        "{}---\n{}",
+        runtime("ServingRuntime", "mine", "custom"),
+        runtime("ClusterServingRuntime", "shared", "custom2")
+    );
+    let out = up.oxserve(&["apply", "-f", "-", "--wait"], &manifest);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "servingruntime.serving.kserve.io/mine created\nclusterservingruntime.serving.kserve.io/shared created\n"
+    );
+    let out = up.oxserve(&["apply", "-f", "-"], &manifest.replace("my_server", "other_server"));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "servingruntime.serving.kserve.io/mine configured\nclusterservingruntime.serving.kserve.io/shared configured\n"
+    );
 }
