@@ -24,7 +24,11 @@ pub struct Args {
     #[arg(long, env = "OXSERVE_ROUTES_CONFIG_MAP", default_value = "oxserve-routes")]
     routes_config_map: String,
     /// Label selector of the router pods, scraped for the autoscaler.
-    #[arg(long, env = "OXSERVE_ROUTER_SELECTOR", default_value = "app.kubernetes.io/name=oxserve-router")]
+    #[arg(
+        long,
+        env = "OXSERVE_ROUTER_SELECTOR",
+        default_value = "app.kubernetes.io/name=oxserve-router"
+    )]
     router_selector: String,
     /// Hosts `NAME.NAMESPACE.DOMAIN` reach a service.
     #[arg(long, env = "OXSERVE_DOMAIN", default_value = "example.com")]
@@ -50,10 +54,9 @@ pub struct Args {
 }
 
 fn seconds(flag: &str, value: f64) -> Result<Duration> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| anyhow::anyhow!("--{flag} must be a positive number of seconds, got {value}"))
+    Duration::try_from_secs_f64(value).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+        anyhow::anyhow!("--{flag} must be a positive number of seconds, got {value}")
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -76,7 +79,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let identity = match identity {
         Some(i) if !i.is_empty() => i,
-        _ => std::env::var("HOSTNAME").unwrap_or_else(|_| format!("oxserve-controller-{}", std::process::id())),
+        _ => std::env::var("HOSTNAME")
+            .unwrap_or_else(|_| format!("oxserve-controller-{}", std::process::id())),
     };
     let options = Options {
         config: Config {

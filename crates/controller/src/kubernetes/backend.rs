@@ -13,12 +13,14 @@ use async_trait::async_trait;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 
-use super::desired::{self, Context, LABEL_REVISION, STORAGE_INITIALIZER};
 use super::FIELD_MANAGER;
-use crate::backend::{Backend, Error, ReplicaStatus, Result, RevisionPhase, RevisionSpec, RevisionStatus};
+use super::desired::{self, Context, LABEL_REVISION, STORAGE_INITIALIZER};
+use crate::backend::{
+    Backend, Error, ReplicaStatus, Result, RevisionPhase, RevisionSpec, RevisionStatus,
+};
 
 /// Revisions on a cluster. The owner of each service's children is set with
 /// [`KubeBackend::set_owner`] before its revisions are ensured.
@@ -59,17 +61,10 @@ fn kube_error(revision: &str, e: kube::Error) -> Error {
 pub fn replica_of(pod: &Pod, port: i32) -> Option<ReplicaStatus> {
     let status = pod.status.as_ref()?;
     let ip = status.pod_ip.as_ref()?;
-    let ready = status
-        .conditions
-        .iter()
-        .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
-    let restarts = status
-        .container_statuses
-        .iter()
-        .flatten()
-        .map(|c| c.restart_count.max(0) as u32)
-        .sum();
+    let ready =
+        status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+    let restarts =
+        status.container_statuses.iter().flatten().map(|c| c.restart_count.max(0) as u32).sum();
     Some(ReplicaStatus {
         id: pod.metadata.name.clone().unwrap_or_default(),
         pid: None,
@@ -96,7 +91,8 @@ pub fn phase_of(pods: &[Pod]) -> RevisionPhase {
             if let Some(t) = state.and_then(|s| s.terminated.as_ref())
                 && t.exit_code != 0
             {
-                let message = t.message.clone().unwrap_or_else(|| format!("exit code {}", t.exit_code));
+                let message =
+                    t.message.clone().unwrap_or_else(|| format!("exit code {}", t.exit_code));
                 return RevisionPhase::Failed { reason: format!("storage initializer: {message}") };
             }
             if state.and_then(|s| s.running.as_ref()).is_some() {
@@ -106,7 +102,10 @@ pub fn phase_of(pods: &[Pod]) -> RevisionPhase {
         for c in status.container_statuses.iter().flatten() {
             let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref());
             if let Some(w) = waiting
-                && matches!(w.reason.as_deref(), Some("CrashLoopBackOff" | "ErrImagePull" | "ImagePullBackOff"))
+                && matches!(
+                    w.reason.as_deref(),
+                    Some("CrashLoopBackOff" | "ErrImagePull" | "ImagePullBackOff")
+                )
             {
                 let why = c
                     .last_state
@@ -116,7 +115,11 @@ pub fn phase_of(pods: &[Pod]) -> RevisionPhase {
                     .or_else(|| w.message.clone())
                     .unwrap_or_default();
                 return RevisionPhase::Failed {
-                    reason: format!("{}: {}: {why}", c.name, w.reason.as_deref().unwrap_or_default()),
+                    reason: format!(
+                        "{}: {}: {why}",
+                        c.name,
+                        w.reason.as_deref().unwrap_or_default()
+                    ),
                 };
             }
         }
@@ -140,7 +143,9 @@ impl Backend for KubeBackend {
             .expect("owners")
             .get(&(spec.namespace.clone(), spec.service.clone()))
             .cloned()
-            .ok_or_else(|| Error::Invalid(format!("service {}/{}: no owner set", spec.namespace, spec.service)))?;
+            .ok_or_else(|| {
+                Error::Invalid(format!("service {}/{}: no owner set", spec.namespace, spec.service))
+            })?;
         let deployment = desired::deployment(spec, None, false, &self.ctx, &owner);
         let service = desired::service(spec, &owner);
         let pp = PatchParams::apply(FIELD_MANAGER).force();
@@ -152,7 +157,10 @@ impl Backend for KubeBackend {
             .patch(&spec.revision, &pp, &Patch::Apply(&service))
             .await
             .map_err(|e| kube_error(&spec.revision, e))?;
-        self.namespaces.lock().expect("namespaces").insert(spec.revision.clone(), spec.namespace.clone());
+        self.namespaces
+            .lock()
+            .expect("namespaces")
+            .insert(spec.revision.clone(), spec.namespace.clone());
         Ok(())
     }
 
@@ -170,8 +178,14 @@ impl Backend for KubeBackend {
         let Ok(ns) = self.namespace(revision) else { return Ok(()) };
         let dp = DeleteParams::background();
         for result in [
-            Api::<Deployment>::namespaced(self.client.clone(), &ns).delete(revision, &dp).await.map(|_| ()),
-            Api::<Service>::namespaced(self.client.clone(), &ns).delete(revision, &dp).await.map(|_| ()),
+            Api::<Deployment>::namespaced(self.client.clone(), &ns)
+                .delete(revision, &dp)
+                .await
+                .map(|_| ()),
+            Api::<Service>::namespaced(self.client.clone(), &ns)
+                .delete(revision, &dp)
+                .await
+                .map(|_| ()),
         ] {
             match result {
                 Ok(()) => {}
@@ -202,10 +216,7 @@ impl Backend for KubeBackend {
             .get_opt(revision)
             .await
             .map_err(|e| kube_error(revision, e))?;
-        let desired = deployment
-            .and_then(|d| d.spec.replicas)
-            .unwrap_or(0)
-            .max(0) as u32;
+        let desired = deployment.and_then(|d| d.spec.replicas).unwrap_or(0).max(0) as u32;
         Ok(RevisionStatus {
             revision: revision.to_owned(),
             phase: phase_of(&pods.items),

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::autoscaling::v2::{
-    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec,
-    MetricSpec, MetricTarget, ResourceMetricSource,
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec,
+    MetricTarget, ResourceMetricSource,
 };
 use k8s_openapi::api::core::v1::{
     ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -467,9 +467,7 @@ pub fn model_config_map(
 ) -> ConfigMap {
     let mut models: Vec<ModelConfig> = trained_models
         .iter()
-        .filter(|tm| {
-            tm.pointer("/spec/inferenceService").and_then(Value::as_str) == Some(service)
-        })
+        .filter(|tm| tm.pointer("/spec/inferenceService").and_then(Value::as_str) == Some(service))
         .map(|tm| {
             let s = |p: &str| tm.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
             ModelConfig {

@@ -31,9 +31,7 @@ pub fn can_acquire(lease: &LeaseSpec, identity: &str, now: Timestamp) -> bool {
             let duration = i64::from(lease.lease_duration_seconds.unwrap_or(15));
             match &lease.renew_time {
                 None => true,
-                Some(MicroTime(renewed)) => {
-                    now.as_second() - renewed.as_second() > duration
-                }
+                Some(MicroTime(renewed)) => now.as_second() - renewed.as_second() > duration,
             }
         }
     }
@@ -70,7 +68,9 @@ impl LeaderElector {
             };
             return match self.api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Election::Leader),
-                Err(kube::Error::Api(e)) if e.is_conflict() => Ok(Election::Follower { holder: String::new() }),
+                Err(kube::Error::Api(e)) if e.is_conflict() => {
+                    Ok(Election::Follower { holder: String::new() })
+                }
                 Err(e) => Err(e),
             };
         };

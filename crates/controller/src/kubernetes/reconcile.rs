@@ -193,13 +193,20 @@ fn now() -> Timestamp {
     Timestamp::from_system(SystemTime::now())
 }
 
-fn scaling_spec(config: &AutoscalerConfig, spec: &Value, annotations: &BTreeMap<String, String>) -> Option<ScalingSpec> {
+fn scaling_spec(
+    config: &AutoscalerConfig,
+    spec: &Value,
+    annotations: &BTreeMap<String, String>,
+) -> Option<ScalingSpec> {
     let int = |k: &str| spec.get(k).and_then(Value::as_i64);
     let component = ComponentScaling {
         min_replicas: int("minReplicas"),
         max_replicas: int("maxReplicas"),
         scale_target: int("scaleTarget"),
-        scale_metric: spec.get("scaleMetric").and_then(Value::as_str).and_then(|m| m.parse::<ScaleMetric>().ok()),
+        scale_metric: spec
+            .get("scaleMetric")
+            .and_then(Value::as_str)
+            .and_then(|m| m.parse::<ScaleMetric>().ok()),
         container_concurrency: int("containerConcurrency"),
     };
     ScalingSpec::from_component(config, &component, annotations, &ScalingOptions::default()).ok()
@@ -207,7 +214,12 @@ fn scaling_spec(config: &AutoscalerConfig, spec: &Value, annotations: &BTreeMap<
 
 /// Moves `name` towards the state its pods report, through `Loading` where the life cycle
 /// asks for it.
-fn advance(revisions: &mut ServiceRevisions, name: &str, phase: &RevisionPhase, at: Timestamp) -> Result<(), Error> {
+fn advance(
+    revisions: &mut ServiceRevisions,
+    name: &str,
+    phase: &RevisionPhase,
+    at: Timestamp,
+) -> Result<(), Error> {
     let target = match phase {
         RevisionPhase::Pulling { .. } => RevisionState::Pulling,
         RevisionPhase::Loading => RevisionState::Loading,
@@ -235,14 +247,18 @@ pub fn normalized(obj: &DynamicObject) -> Result<Value, String> {
     let mut raw = serde_json::to_value(obj).expect("an object serializes");
     if let Some(map) = raw.as_object_mut() {
         map.remove("status");
-        map.insert("metadata".into(), json!({
-            "name": obj.metadata.name,
-            "namespace": obj.metadata.namespace,
-            "labels": obj.metadata.labels,
-            "annotations": obj.metadata.annotations,
-        }));
+        map.insert(
+            "metadata".into(),
+            json!({
+                "name": obj.metadata.name,
+                "namespace": obj.metadata.namespace,
+                "labels": obj.metadata.labels,
+                "annotations": obj.metadata.annotations,
+            }),
+        );
     }
-    let resources = oxserve_api::parse(&raw.to_string(), &obj.name_any()).map_err(|e| e.to_string())?;
+    let resources =
+        oxserve_api::parse(&raw.to_string(), &obj.name_any()).map_err(|e| e.to_string())?;
     let [resource] = resources.as_slice() else {
         return Err(format!("expected one object, got {}", resources.len()));
     };
@@ -259,7 +275,9 @@ async fn apply<K>(api: Api<K>, name: &str, obj: &K) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj)).await.map(|_| ())
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
+        .await
+        .map(|_| ())
 }
 
 fn typed<K: serde::Serialize>(kind: &str, api_version: &str, obj: &K) -> Value {
@@ -270,7 +288,10 @@ fn typed<K: serde::Serialize>(kind: &str, api_version: &str, obj: &K) -> Value {
 }
 
 /// One pass over an InferenceService.
-pub async fn reconcile_service(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Action, Error> {
+pub async fn reconcile_service(
+    obj: Arc<DynamicObject>,
+    state: Arc<State>,
+) -> Result<Action, Error> {
     let action = service_pass(obj.clone(), state.clone()).await?;
     state.succeeded(&key(&obj));
     Ok(action)
@@ -337,14 +358,17 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
     let mut replicas: HashMap<String, Vec<Replica>> = HashMap::new();
     let names: Vec<String> = revisions.revisions().map(|r| r.name.clone()).collect();
     for rev in &names {
-        let list = pods.list(&ListParams::default().labels(&format!("{LABEL_REVISION}={rev}"))).await?;
+        let list =
+            pods.list(&ListParams::default().labels(&format!("{LABEL_REVISION}={rev}"))).await?;
         let port = revisions
             .revision(rev)
             .and_then(|r| desired::desired(&value, r, 0, false, &ctx).ok())
             .and_then(|c| c.service.spec?.ports?.first()?.target_port.clone())
             .map(|p| match p {
                 k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i,
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => desired::HTTP_PORT,
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => {
+                    desired::HTTP_PORT
+                }
             })
             .unwrap_or(desired::HTTP_PORT);
         if !list.items.is_empty() {
@@ -355,23 +379,38 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
             list.items
                 .iter()
                 .filter_map(|p| replica_of(p, port))
-                .map(|r| Replica { id: r.id, http: r.http.unwrap_or_default(), grpc: None, ready: r.ready })
+                .map(|r| Replica {
+                    id: r.id,
+                    http: r.http.unwrap_or_default(),
+                    grpc: None,
+                    ready: r.ready,
+                })
                 .collect(),
         );
     }
 
-    let service = Service { name: &name, namespace: &ns, spec: &spec, annotations: &annotations, domain: &state.config.domain };
+    let service = Service {
+        name: &name,
+        namespace: &ns,
+        spec: &spec,
+        annotations: &annotations,
+        domain: &state.config.domain,
+    };
     let derived = traffic::derive(&service, &revisions)?;
     derived.record(&mut revisions);
 
     // Multi-model parent: the models config of its TrainedModels.
-    let tms = dyn_api(client, &trained_model_resource(&group), Some(&ns)).list(&ListParams::default()).await?;
+    let tms = dyn_api(client, &trained_model_resource(&group), Some(&ns))
+        .list(&ListParams::default())
+        .await?;
     let children_of: Vec<Value> = tms
         .items
         .iter()
         .filter(|tm| tm.metadata.deletion_timestamp.is_none())
         .map(|tm| serde_json::to_value(tm).expect("an object serializes"))
-        .filter(|tm| tm.pointer("/spec/inferenceService").and_then(Value::as_str) == Some(name.as_str()))
+        .filter(|tm| {
+            tm.pointer("/spec/inferenceService").and_then(Value::as_str) == Some(name.as_str())
+        })
         .collect();
     let multi_model = !children_of.is_empty();
     if multi_model {
@@ -384,7 +423,9 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
         .plan
         .components
         .values()
-        .flat_map(|p| p.traffic.iter().map(|t| t.revision_name.clone()).chain(p.latest_created.clone()))
+        .flat_map(|p| {
+            p.traffic.iter().map(|t| t.revision_name.clone()).chain(p.latest_created.clone())
+        })
         .collect();
     let instant = Instant::now();
     let mut rejected = Vec::new();
@@ -396,7 +437,9 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
             let scaler = match scalers.get_mut(rev) {
                 Some(s) => s,
                 None => match scaling_spec(&state.autoscaler, &revision.spec, &annotations) {
-                    Some(s) => scalers.entry(rev.clone()).or_insert_with(|| Autoscaler::new(&state.autoscaler, s, instant)),
+                    Some(s) => scalers
+                        .entry(rev.clone())
+                        .or_insert_with(|| Autoscaler::new(&state.autoscaler, s, instant)),
                     None => continue,
                 },
             };
@@ -433,7 +476,10 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
         match result {
             Ok(()) => {}
             Err(kube::Error::Api(s)) if s.is_invalid() || s.is_forbidden() => {
-                rejected.push((rev.clone(), format!("{}: {}", condition::REASON_CHILD_REJECTED, s.message)));
+                rejected.push((
+                    rev.clone(),
+                    format!("{}: {}", condition::REASON_CHILD_REJECTED, s.message),
+                ));
             }
             Err(e) => return Err(e.into()),
         }
@@ -459,8 +505,9 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
         ..ConfigMap::default()
     };
     apply(cms, &state_cm, &cm).await?;
-    let mut status = serde_json::to_value(oxserve_api::isvc::InferenceServiceStatus::from(&derived.status))
-        .expect("a status serializes");
+    let mut status =
+        serde_json::to_value(oxserve_api::isvc::InferenceServiceStatus::from(&derived.status))
+            .expect("a status serializes");
     status["observedGeneration"] = json!(generation);
     patch_status(&api, &ar, &name, status).await?;
     let models: Vec<String> = children_of
@@ -477,7 +524,10 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
 
 /// One pass over a TrainedModel: its parent's models config follows from the parent's pass,
 /// which this one triggers by touching nothing but the TrainedModel's own status.
-pub async fn reconcile_trained_model(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Action, Error> {
+pub async fn reconcile_trained_model(
+    obj: Arc<DynamicObject>,
+    state: Arc<State>,
+) -> Result<Action, Error> {
     let action = trained_model_pass(obj.clone(), state.clone()).await?;
     state.succeeded(&key(&obj));
     Ok(action)
@@ -491,7 +541,12 @@ async fn trained_model_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Resul
     let group = api_version.split('/').next().unwrap_or_default().to_owned();
     let ar = trained_model_resource(&group);
     let api = dyn_api(client, &ar, Some(&ns));
-    let parent_name = obj.data.pointer("/spec/inferenceService").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let parent_name = obj
+        .data
+        .pointer("/spec/inferenceService")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let parents = dyn_api(client, &isvc_resource(&group), Some(&ns));
     if obj.metadata.deletion_timestamp.is_some() {
         // Touch the parent so its pass drops the model from the models config.
@@ -536,13 +591,18 @@ async fn add_finalizer(api: &Api<DynamicObject>, obj: &DynamicObject) -> Result<
     }
     let mut finalizers = obj.finalizers().to_vec();
     finalizers.push(FINALIZER.to_owned());
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
     api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ())
 }
 
-async fn remove_finalizer(api: &Api<DynamicObject>, obj: &DynamicObject) -> Result<(), kube::Error> {
+async fn remove_finalizer(
+    api: &Api<DynamicObject>,
+    obj: &DynamicObject,
+) -> Result<(), kube::Error> {
     let finalizers: Vec<&String> = obj.finalizers().iter().filter(|f| *f != FINALIZER).collect();
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
+    let patch =
+        json!({"metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}});
     match api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
@@ -550,13 +610,24 @@ async fn remove_finalizer(api: &Api<DynamicObject>, obj: &DynamicObject) -> Resu
     }
 }
 
-async fn patch_status(api: &Api<DynamicObject>, ar: &ApiResource, name: &str, status: Value) -> Result<(), kube::Error> {
+async fn patch_status(
+    api: &Api<DynamicObject>,
+    ar: &ApiResource,
+    name: &str,
+    status: Value,
+) -> Result<(), kube::Error> {
     let patch = json!({"apiVersion": ar.api_version, "kind": ar.kind, "status": status});
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await.map(|_| ())
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch))
+        .await
+        .map(|_| ())
 }
 
 async fn publish_routes(state: &State) -> Result<(), kube::Error> {
-    let cm = desired::routes_config_map(&state.config.routes_config_map, &state.config.router_namespace, &state.route_table());
+    let cm = desired::routes_config_map(
+        &state.config.routes_config_map,
+        &state.config.router_namespace,
+        &state.route_table(),
+    );
     let api: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.router_namespace);
     apply(api, &state.config.routes_config_map, &cm).await
 }
@@ -569,7 +640,11 @@ pub async fn scrape_routers(state: Arc<State>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        let Ok(list) = pods.list(&ListParams::default().labels(&state.config.router_selector)).await else { continue };
+        let Ok(list) =
+            pods.list(&ListParams::default().labels(&state.config.router_selector)).await
+        else {
+            continue;
+        };
         let mut totals = HashMap::new();
         for pod in &list.items {
             let Some(ip) = pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()) else { continue };
@@ -586,7 +661,10 @@ pub async fn scrape_routers(state: Arc<State>, every: Duration) {
                     tracing::info!(%revision, replicas, "activating");
                     let patch = json!({"spec": {"replicas": replicas}});
                     let api = Api::<Deployment>::namespaced(state.client.clone(), &ns);
-                    if let Err(e) = api.patch_scale(&revision, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    if let Err(e) = api
+                        .patch_scale(&revision, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
                         tracing::warn!(%revision, error = %e, "scaling from zero");
                     }
                 }
@@ -603,7 +681,8 @@ pub async fn run(state: Arc<State>, scrape_every: Duration) {
         groups.push(oxserve_api::ApiGroup::Kserve.as_str());
     }
     let ns = state.config.namespace.clone();
-    let routes: Api<ConfigMap> = Api::namespaced(state.client.clone(), &state.config.router_namespace);
+    let routes: Api<ConfigMap> =
+        Api::namespaced(state.client.clone(), &state.config.router_namespace);
     if let Ok(Some(cm)) = routes.get_opt(&state.config.routes_config_map).await
         && let Some(text) = cm.data.as_ref().and_then(|d| d.get(desired::ROUTES_KEY))
         && let Ok(table) = serde_yaml_ng::from_str::<RouteTable>(text)
@@ -619,21 +698,29 @@ pub async fn run(state: Arc<State>, scrape_every: Duration) {
             Some(ns) => Api::<Deployment>::namespaced(client.clone(), ns),
             None => Api::<Deployment>::all(client.clone()),
         };
-        let services = Controller::new_with(dyn_api(&client, &isvc, ns.as_deref()), watcher::Config::default(), isvc.clone())
-            .owns_with(owned(&client), (), watcher::Config::default())
-            .run(reconcile_service, error_policy, state.clone())
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "inferenceservice pass");
-                }
-            });
-        let models = Controller::new_with(dyn_api(&client, &tm, ns.as_deref()), watcher::Config::default(), tm.clone())
-            .run(reconcile_trained_model, error_policy, state.clone())
-            .for_each(|r| async move {
-                if let Err(e) = r {
-                    tracing::debug!(error = %e, "trainedmodel pass");
-                }
-            });
+        let services = Controller::new_with(
+            dyn_api(&client, &isvc, ns.as_deref()),
+            watcher::Config::default(),
+            isvc.clone(),
+        )
+        .owns_with(owned(&client), (), watcher::Config::default())
+        .run(reconcile_service, error_policy, state.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "inferenceservice pass");
+            }
+        });
+        let models = Controller::new_with(
+            dyn_api(&client, &tm, ns.as_deref()),
+            watcher::Config::default(),
+            tm.clone(),
+        )
+        .run(reconcile_trained_model, error_policy, state.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "trainedmodel pass");
+            }
+        });
         tasks.push(tokio::spawn(services));
         tasks.push(tokio::spawn(models));
     }

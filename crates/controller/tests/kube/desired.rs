@@ -107,8 +107,7 @@ fn transformer_and_predictor() {
     let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["mnist-predictor-00001", "mnist-transformer-00001"]);
     let transformer = &all[1].1;
-    let args = transformer.deployment.spec.template.spec.as_ref().unwrap()
-        .containers[0]
+    let args = transformer.deployment.spec.template.spec.as_ref().unwrap().containers[0]
         .args
         .clone()
         .unwrap();
@@ -233,9 +232,13 @@ fn trained_models_make_the_models_config_and_the_puller() {
     let owner = desired::owner_reference(isvc, &ctx(isvc));
     let cm = desired::model_config_map("mms", "ml", &all[1..], &owner);
     assert_eq!(cm.metadata.name.as_deref(), Some("modelconfig-mms-0"));
-    let models: Value = serde_json::from_str(&cm.data.as_ref().unwrap()[desired::MODEL_CONFIG_KEY]).unwrap();
+    let models: Value =
+        serde_json::from_str(&cm.data.as_ref().unwrap()[desired::MODEL_CONFIG_KEY]).unwrap();
     assert_eq!(models[0]["modelName"], "model1", "sorted by name");
-    assert_eq!(models[1]["modelSpec"]["storageUri"], "gs://kfserving-examples/models/sklearn/1.0/model-2");
+    assert_eq!(
+        models[1]["modelSpec"]["storageUri"],
+        "gs://kfserving-examples/models/sklearn/1.0/model-2"
+    );
     insta::assert_yaml_snapshot!("models_config", cm);
     let c = &children(MULTI_MODEL, 1, true)[0].1;
     let pod = c.deployment.spec.template.spec.as_ref().unwrap();
@@ -296,7 +299,8 @@ fn canary_route_table() {
             (r.to_string(), vec![replica])
         })
         .collect();
-    let route = traffic::service_route(&service(&v2["spec"]), &derived.plan, &revisions, &replicas, &[]);
+    let route =
+        traffic::service_route(&service(&v2["spec"]), &derived.plan, &revisions, &replicas, &[]);
     let mut weights: Vec<(String, u32)> =
         route.entry.targets.iter().map(|t| (t.revision.clone(), t.weight)).collect();
     weights.sort();
@@ -305,7 +309,11 @@ fn canary_route_table() {
         [("iris-predictor-00001".to_owned(), 90), ("iris-predictor-00002".to_owned(), 10)]
     );
     let table = oxserve_controller::routes::RouteTable { services: vec![route] };
-    insta::assert_yaml_snapshot!(desired::routes_config_map("oxserve-routes", "oxserve-system", &table));
+    insta::assert_yaml_snapshot!(desired::routes_config_map(
+        "oxserve-routes",
+        "oxserve-system",
+        &table
+    ));
 }
 
 #[test]

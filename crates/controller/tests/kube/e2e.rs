@@ -22,9 +22,10 @@ fn context() -> String {
 
 async fn client() -> Client {
     let options = KubeConfigOptions { context: Some(context()), ..KubeConfigOptions::default() };
-    let config = Config::from_custom_kubeconfig(Kubeconfig::read().expect("a kubeconfig"), &options)
-        .await
-        .expect("the kind context");
+    let config =
+        Config::from_custom_kubeconfig(Kubeconfig::read().expect("a kubeconfig"), &options)
+            .await
+            .expect("the kind context");
     Client::try_from(config).expect("a client")
 }
 
@@ -40,7 +41,10 @@ impl TempNamespace {
             metadata: kube::api::ObjectMeta { name: Some(name.clone()), ..Default::default() },
             ..Namespace::default()
         };
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("namespace");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("namespace");
         TempNamespace { name }
     }
 }
@@ -62,7 +66,15 @@ struct PortForward {
 impl PortForward {
     fn router() -> PortForward {
         let mut child = Command::new("kubectl")
-            .args(["--context", &context(), "-n", "oxserve-system", "port-forward", "svc/oxserve-router", ":80"])
+            .args([
+                "--context",
+                &context(),
+                "-n",
+                "oxserve-system",
+                "port-forward",
+                "svc/oxserve-router",
+                ":80",
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -101,14 +113,24 @@ fn onnx(model: &str) -> Value {
 }
 
 async fn apply(client: &Client, ns: &str, object: &Value) {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &isvc_resource("serving.kserve.io"));
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &isvc_resource("serving.kserve.io"));
     let name = object["metadata"]["name"].as_str().unwrap();
-    api.patch(name, &PatchParams::apply("oxserve-e2e").force(), &Patch::Apply(object)).await.expect("apply");
+    api.patch(name, &PatchParams::apply("oxserve-e2e").force(), &Patch::Apply(object))
+        .await
+        .expect("apply");
 }
 
 /// Waits until `check` holds for the InferenceService's status, or panics with the last one.
-async fn wait_status(client: &Client, ns: &str, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &isvc_resource("serving.kserve.io"));
+async fn wait_status(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), ns, &isvc_resource("serving.kserve.io"));
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut last = Value::Null;
     while Instant::now() < deadline {
@@ -124,7 +146,9 @@ async fn wait_status(client: &Client, ns: &str, name: &str, what: &str, check: i
 }
 
 fn ready(status: &Value) -> bool {
-    status["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    status["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
 /// One V2 inference through the router; the revision that answered.
@@ -138,7 +162,12 @@ async fn infer(http: &reqwest::Client, port: u16, name: &str, ns: &str) -> Resul
         .await
         .map_err(|e| e.to_string())?;
     let status = resp.status();
-    let revision = resp.headers().get("x-oxserve-revision").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let revision = resp
+        .headers()
+        .get("x-oxserve-revision")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
     let text = resp.text().await.unwrap_or_default();
     if !status.is_success() {
         return Err(format!("{status}: {text}"));
@@ -154,7 +183,9 @@ async fn infer_eventually(http: &reqwest::Client, port: u16, name: &str, ns: &st
     loop {
         match infer(http, port, name, ns).await {
             Ok(r) => return r,
-            Err(e) if Instant::now() > deadline => panic!("{ns}/{name}: no inference within 120 s: {e}"),
+            Err(e) if Instant::now() > deadline => {
+                panic!("{ns}/{name}: no inference within 120 s: {e}")
+            }
             Err(_) => tokio::time::sleep(Duration::from_secs(1)).await,
         }
     }
@@ -178,7 +209,10 @@ async fn sample_ready_inference_and_canary_split() {
     apply(&client, &ns.name, &isvc("iris", &ns.name, canary)).await;
     wait_status(&client, &ns.name, "iris", "split 80/20", |s| {
         let traffic = s.pointer("/components/predictor/traffic").and_then(Value::as_array);
-        ready(s) && traffic.is_some_and(|t| t.iter().any(|t| t["percent"] == 20 && t["latestRevision"] == true))
+        ready(s)
+            && traffic.is_some_and(|t| {
+                t.iter().any(|t| t["percent"] == 20 && t["latestRevision"] == true)
+            })
     })
     .await;
     // The route table reaches the router with the kubelet's ConfigMap sync: wait for the

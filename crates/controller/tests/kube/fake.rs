@@ -165,8 +165,7 @@ impl ApiServer {
                 }
                 let mut object = current.unwrap_or_else(|| json!({}));
                 let want = body.pointer("/metadata/resourceVersion").cloned();
-                if want.is_some() && want.as_ref() != object.pointer("/metadata/resourceVersion")
-                {
+                if want.is_some() && want.as_ref() != object.pointer("/metadata/resourceVersion") {
                     return status(409, "the object has been modified");
                 }
                 match subresource {
@@ -177,8 +176,11 @@ impl ApiServer {
                 let stored = store(&mut inner, object_path, object);
                 if subresource == Some("scale") {
                     let replicas = stored.pointer("/spec/replicas").cloned();
-                    return (StatusCode::OK, json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
-                        "metadata": stored["metadata"], "spec": {"replicas": replicas}}));
+                    return (
+                        StatusCode::OK,
+                        json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+                        "metadata": stored["metadata"], "spec": {"replicas": replicas}}),
+                    );
                 }
                 (StatusCode::OK, stored)
             }

@@ -12,7 +12,8 @@ use serde_json::json;
 
 use crate::fake::ApiServer;
 
-const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/oxserve-system/leases/oxserve-controller";
+const LEASE: &str =
+    "/apis/coordination.k8s.io/v1/namespaces/oxserve-system/leases/oxserve-controller";
 
 fn elector(client: &kube::Client, identity: &str, seconds: u64) -> LeaderElector {
     let api: Api<Lease> = Api::namespaced(client.clone(), "oxserve-system");
@@ -22,7 +23,8 @@ fn elector(client: &kube::Client, identity: &str, seconds: u64) -> LeaderElector
 /// Rewrites the stored lease as held by `holder`, renewed `ago` seconds ago.
 fn held_by(server: &ApiServer, holder: &str, ago: i64) {
     let mut lease = server.get(LEASE).expect("a lease");
-    let renewed = k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(ago);
+    let renewed =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_secs(ago);
     lease["spec"]["holderIdentity"] = json!(holder);
     lease["spec"]["renewTime"] = json!(renewed.to_string());
     server.put(LEASE, lease);
@@ -40,7 +42,10 @@ async fn one_leader_until_its_lease_expires() {
     held_by(&server, "a", 60);
     assert_eq!(b.try_acquire().await.unwrap(), Election::Leader, "an expired lease is taken");
     let lease = server.get(LEASE).unwrap();
-    assert_eq!((lease["spec"]["holderIdentity"].as_str(), lease["spec"]["leaseTransitions"].as_i64()), (Some("b"), Some(1)));
+    assert_eq!(
+        (lease["spec"]["holderIdentity"].as_str(), lease["spec"]["leaseTransitions"].as_i64()),
+        (Some("b"), Some(1))
+    );
     assert_eq!(a.try_acquire().await.unwrap(), Election::Follower { holder: "b".into() });
 }
 
@@ -96,10 +101,13 @@ async fn work_runs_only_while_leading() {
 }
 
 fn held_by_new(server: &ApiServer, holder: &str) {
-    server.put(LEASE, json!({
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": "oxserve-controller", "namespace": "oxserve-system"},
-        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 3,
-                 "renewTime": k8s_openapi::jiff::Timestamp::now().to_string()},
-    }));
+    server.put(
+        LEASE,
+        json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "oxserve-controller", "namespace": "oxserve-system"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 3,
+                     "renewTime": k8s_openapi::jiff::Timestamp::now().to_string()},
+        }),
+    );
 }

@@ -42,7 +42,9 @@ fn install() -> Vec<(String, Value)> {
 fn of_kind<T: serde::de::DeserializeOwned>(docs: &[(String, Value)], kind: &str) -> Vec<T> {
     docs.iter()
         .filter(|(_, d)| d["kind"] == kind)
-        .map(|(f, d)| serde_json::from_value(d.clone()).unwrap_or_else(|e| panic!("{f}: {kind}: {e}")))
+        .map(|(f, d)| {
+            serde_json::from_value(d.clone()).unwrap_or_else(|e| panic!("{f}: {kind}: {e}"))
+        })
         .collect()
 }
 
@@ -112,7 +114,8 @@ fn deployments_select_their_pods_and_reference_what_exists() {
             s.metadata.name
         );
     }
-    let routes = config_maps.iter().find(|c| c.metadata.name.as_deref() == Some("oxserve-routes")).unwrap();
+    let routes =
+        config_maps.iter().find(|c| c.metadata.name.as_deref() == Some("oxserve-routes")).unwrap();
     let table: oxserve_controller::routes::RouteTable =
         serde_yaml_ng::from_str(&routes.data.as_ref().unwrap()["routes.yaml"]).unwrap();
     assert!(table.services.is_empty());
@@ -161,10 +164,16 @@ async fn rbac_grants_what_the_controller_calls_and_no_wildcards() {
     let docs = install();
     let cluster: Vec<ClusterRole> = of_kind(&docs, "ClusterRole");
     let roles: Vec<Role> = of_kind(&docs, "Role");
-    let cluster_rules: Vec<PolicyRule> = cluster.iter().flat_map(|r| r.rules.clone().unwrap()).collect();
-    let lease_rules: Vec<PolicyRule> = roles.iter().flat_map(|r| r.rules.clone().unwrap()).collect();
+    let cluster_rules: Vec<PolicyRule> =
+        cluster.iter().flat_map(|r| r.rules.clone().unwrap()).collect();
+    let lease_rules: Vec<PolicyRule> =
+        roles.iter().flat_map(|r| r.rules.clone().unwrap()).collect();
     for rule in cluster_rules.iter().chain(&lease_rules) {
-        let all = rule.verbs.iter().chain(rule.resources.iter().flatten()).chain(rule.api_groups.iter().flatten());
+        let all = rule
+            .verbs
+            .iter()
+            .chain(rule.resources.iter().flatten())
+            .chain(rule.api_groups.iter().flatten());
         for item in all {
             assert_ne!(item, "*", "no wildcards: {rule:?}");
         }
@@ -177,7 +186,10 @@ async fn rbac_grants_what_the_controller_calls_and_no_wildcards() {
         .chain(role_bindings.iter().flat_map(|b| b.subjects.clone().unwrap()))
         .map(|s| s.name)
         .collect();
-    assert!(subjects.iter().all(|s| s == "oxserve-controller"), "the router is bound to nothing: {subjects:?}");
+    assert!(
+        subjects.iter().all(|s| s == "oxserve-controller"),
+        "the router is bound to nothing: {subjects:?}"
+    );
 
     // What a life cycle of an InferenceService and a TrainedModel calls.
     let (client, server) = ApiServer::start();
@@ -191,15 +203,19 @@ async fn rbac_grants_what_the_controller_calls_and_no_wildcards() {
         kserve_group: true,
         resync: std::time::Duration::from_secs(2),
     };
-    let state = Arc::new(oxserve_controller::kubernetes::reconcile::State::new(client.clone(), config));
+    let state =
+        Arc::new(oxserve_controller::kubernetes::reconcile::State::new(client.clone(), config));
     let isvc = "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/hpa";
     let tm = "/apis/serving.kserve.io/v1alpha1/namespaces/ml/trainedmodels/m1";
-    server.put(isvc, json!({
-        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-        "metadata": {"name": "hpa", "namespace": "ml", "uid": "u1", "generation": 1},
-        "spec": {"predictor": {"scaleMetric": "cpu", "maxReplicas": 3,
-                 "sklearn": {"storageUri": "gs://b/m"}}},
-    }));
+    server.put(
+        isvc,
+        json!({
+            "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "hpa", "namespace": "ml", "uid": "u1", "generation": 1},
+            "spec": {"predictor": {"scaleMetric": "cpu", "maxReplicas": 3,
+                     "sklearn": {"storageUri": "gs://b/m"}}},
+        }),
+    );
     server.put(tm, json!({
         "apiVersion": "serving.kserve.io/v1alpha1", "kind": "TrainedModel",
         "metadata": {"name": "m1", "namespace": "ml", "uid": "u2", "generation": 1},
@@ -227,7 +243,10 @@ async fn rbac_grants_what_the_controller_calls_and_no_wildcards() {
 
     let seen = server.take_seen();
     let needed: BTreeSet<_> = seen.iter().map(permission).collect();
-    assert!(needed.contains(&("autoscaling".into(), "horizontalpodautoscalers".into(), "patch".into())), "{needed:?}");
+    assert!(
+        needed.contains(&("autoscaling".into(), "horizontalpodautoscalers".into(), "patch".into())),
+        "{needed:?}"
+    );
     for p in &needed {
         let ok = if p.1 == "leases" { allows(&lease_rules, p) } else { allows(&cluster_rules, p) };
         assert!(ok, "not granted: {p:?}");
@@ -249,22 +268,32 @@ fn kustomization_lists_every_crd_and_install_file() {
     for r in &listed {
         assert!(root().join("kind").join(r).is_file(), "{r} does not exist");
     }
-    let cluster: Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(root().join("kind/cluster.yaml")).unwrap()).unwrap();
-    assert_eq!((cluster["kind"].as_str(), cluster["name"].as_str()), (Some("Cluster"), Some("oxserve")));
+    let cluster: Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("kind/cluster.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (cluster["kind"].as_str(), cluster["name"].as_str()),
+        (Some("Cluster"), Some("oxserve"))
+    );
 }
 
 /// Where kubectl is installed, kustomize (offline) builds `kind/` into every object.
 #[test]
 fn kubectl_kustomize_builds_kind_where_kubectl_is_installed() {
-    let Ok(out) = std::process::Command::new("kubectl").arg("kustomize").arg(root().join("kind")).output() else {
+    let Ok(out) =
+        std::process::Command::new("kubectl").arg("kustomize").arg(root().join("kind")).output()
+    else {
         eprintln!("kubectl not installed; the own checks above stand");
         return;
     };
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     let kinds = text.lines().filter(|l| l.starts_with("kind: ")).count();
-    assert_eq!(kinds, install().len() + std::fs::read_dir(root().join("kind/crds")).unwrap().count());
+    assert_eq!(
+        kinds,
+        install().len() + std::fs::read_dir(root().join("kind/crds")).unwrap().count()
+    );
 }
 
 #[test]
@@ -274,13 +303,20 @@ fn workflows_parse_and_call_only_xtask() {
     for e in std::fs::read_dir(&dir).unwrap() {
         let path = e.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let w: Value = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let w: Value =
+            serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert!(w["jobs"].as_object().is_some_and(|j| !j.is_empty()), "{name}: jobs");
         for (job, spec) in w["jobs"].as_object().unwrap() {
-            assert!(spec["runs-on"].is_string() || spec["runs-on"].is_array(), "{name}: {job}: runs-on");
+            assert!(
+                spec["runs-on"].is_string() || spec["runs-on"].is_array(),
+                "{name}: {job}: runs-on"
+            );
             for step in spec["steps"].as_array().unwrap() {
-                assert!(step["run"].is_string() || step["uses"].is_string(), "{name}: {job}: {step}");
+                assert!(
+                    step["run"].is_string() || step["uses"].is_string(),
+                    "{name}: {job}: {step}"
+                );
                 for line in step["run"].as_str().unwrap_or_default().lines() {
                     let line = line.trim();
                     if line.starts_with("cargo") {

@@ -115,11 +115,17 @@ async fn create_applies_children_then_status_then_route() {
 
     let requests = server.take_seen();
     let status_patch = requests.iter().find(|s| s.path.ends_with("/status")).unwrap();
-    assert!(status_patch.query.contains("fieldManager=oxserve-controller"), "{}", status_patch.query);
+    assert!(
+        status_patch.query.contains("fieldManager=oxserve-controller"),
+        "{}",
+        status_patch.query
+    );
     assert_eq!(status_patch.body["kind"], "InferenceService", "server-side apply names the kind");
     let seen: Vec<String> = requests.iter().map(|s| s.line()).collect();
     assert_eq!(seen[0], format!("PATCH {ISVC}"), "the finalizer first: {seen:#?}");
-    let at = |line: &str| seen.iter().position(|s| s == line).unwrap_or_else(|| panic!("{line} in {seen:#?}"));
+    let at = |line: &str| {
+        seen.iter().position(|s| s == line).unwrap_or_else(|| panic!("{line} in {seen:#?}"))
+    };
     let dep = at(&format!("PATCH {}", deployment("iris-predictor-00001")));
     let status = at(&format!("PATCH {ISVC}/status"));
     assert!(dep < status && status < at(&format!("PATCH {ROUTES}")), "{seen:#?}");
@@ -133,12 +139,18 @@ async fn create_applies_children_then_status_then_route() {
     assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "uid-iris");
     assert_eq!(d["metadata"]["ownerReferences"][0]["controller"], true);
     let pod = &d["spec"]["template"]["spec"];
-    assert_eq!(pod["initContainers"][0]["args"], json!(["pull", "file:///opt/oxserve/models/iris-lr", "/mnt/models"]));
+    assert_eq!(
+        pod["initContainers"][0]["args"],
+        json!(["pull", "file:///opt/oxserve/models/iris-lr", "/mnt/models"])
+    );
     assert!(server.get("/api/v1/namespaces/ml/services/iris-predictor-00001").is_some());
     assert!(server.get(STATE_CM).is_some(), "the revisions are kept");
     let table = routes(&server);
     assert_eq!(table.services[0].hosts, ["iris.ml.example.com"]);
-    assert!(table.services[0].entry.targets.is_empty(), "nothing to route to before a revision is ready");
+    assert!(
+        table.services[0].entry.targets.is_empty(),
+        "nothing to route to before a revision is ready"
+    );
 }
 
 #[tokio::test]
@@ -248,7 +260,10 @@ async fn an_invalid_manifest_is_reported_not_retried() {
     assert_eq!(pass(&server, &state).await.unwrap(), Action::await_change());
     let object = server.get(ISVC).unwrap();
     let ready = condition(&object, "Ready");
-    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("InvalidSpec"))
+    );
     assert!(ready["message"].as_str().unwrap().contains("minReplicas"), "{ready}");
     assert!(server.get(&deployment("iris-predictor-00001")).is_none());
 }
