@@ -106,6 +106,10 @@ pub fn run(args: Args) -> Result<()> {
     let PlatformFile { domain, autoscaler: _, activator, state_dir: file_state_dir } = file;
     let state_dir =
         state_dir.or(file_state_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    // Replicas run in their own directories and links point into the state dir: every path
+    // derived from it must not depend on the working directory.
+    let state_dir = std::path::absolute(&state_dir)
+        .with_context(|| format!("state dir {}", state_dir.display()))?;
     let domain = domain.unwrap_or_else(|| "example.com".to_owned());
     let ActivatorFile { queue_depth, timeout } = activator.unwrap_or_default();
     if timeout.is_some() {

@@ -28,7 +28,15 @@ struct Up {
 
 impl Up {
     fn start(state: &Path, env: &[(&str, &str)]) -> Up {
+        Up::start_in(None, state, env)
+    }
+
+    /// `oxserve up` run in `cwd` (where a relative `state` is resolved).
+    fn start_in(cwd: Option<&Path>, state: &Path, env: &[(&str, &str)]) -> Up {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxserve"));
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
         cmd.arg("up")
             .arg("--state-dir")
             .arg(state)
@@ -59,7 +67,16 @@ impl Up {
 
     /// `oxserve ARGS` finding the api through the state dir (`STATE/api`), `stdin` piped in.
     fn oxserve(&self, args: &[&str], stdin: &str) -> Outcome {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_oxserve"))
+        self.oxserve_in(None, args, stdin)
+    }
+
+    /// [`Up::oxserve`] run in `cwd` (where a relative state dir is resolved).
+    fn oxserve_in(&self, cwd: Option<&Path>, args: &[&str], stdin: &str) -> Outcome {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxserve"));
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd
             .args(args)
             .arg("--state-dir")
             .arg(&self.state)
@@ -608,4 +625,24 @@ async fn serving_runtimes_are_applied_namespaced_and_cluster_wide() {
         out.stdout,
         "servingruntime.serving.kserve.io/mine configured\nclusterservingruntime.serving.kserve.io/shared configured\n"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relative_state_dir_serves_like_an_absolute_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let relative = Path::new(".oxserve/state");
+    let up = Up::start_in(Some(dir.path()), relative, &[]);
+    let manifest = isvc(
+        "serving.kserve.io",
+        "xgb",
+        "xgboost",
+        &file_uri(&fixtures().join("models/xgb-binary")),
+        "",
+    );
+    let out = up.oxserve_in(Some(dir.path()), &["apply", "-f", "-", "--wait"], &manifest);
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let http = reqwest::Client::new();
+    let (status, revision, body) = infer(&http, &up, "xgb", "/v2/models/xgb/infer", XGB_V2).await;
+    assert_eq!((status, revision.as_str()), (200, "xgb-predictor-00001"), "{body}");
+    assert!(dir.path().join(".oxserve/state/api").exists(), "the state dir is under the cwd");
 }
