@@ -696,5 +696,31 @@ async fn status_page(State(s): State<ApiState>) -> Html<String> {
         }
         html.push_str("</table>");
     }
+    let trained = s.platform.list(ObjectKind::TrainedModel, None).await;
+    if !trained.is_empty() {
+        html.push_str("<h2>TrainedModels</h2><table><tr><th>name</th><th>inferenceservice</th><th>url</th><th>ready</th><th>message</th></tr>");
+    }
+    for tm in &trained {
+        let f = |p: &str| escape(tm.pointer(p).and_then(Value::as_str).unwrap_or(""));
+        let ready = tm
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|all| all.iter().find(|c| c["type"] == "Ready"))
+            .cloned()
+            .unwrap_or_default();
+        let c = |k: &str| escape(ready.get(k).and_then(Value::as_str).unwrap_or(""));
+        html.push_str(&format!(
+            "<tr><td>{}/{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            f("/metadata/namespace"),
+            f("/metadata/name"),
+            f("/spec/inferenceService"),
+            f("/status/url"),
+            c("status"),
+            c("message")
+        ));
+    }
+    if !trained.is_empty() {
+        html.push_str("</table>");
+    }
     Html(html)
 }

@@ -211,6 +211,10 @@ async fn trained_models_load_route_by_name_unload_on_delete_and_fit_the_memory_b
         "{text}"
     );
 
+    // The status page lists them.
+    let page = http.get(format!("{}/", up.api)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<h2>TrainedModels</h2>") && page.contains("default/reg"), "{page}");
+
     // Deleted: unloaded from the replica (503 through the parent's host) and no longer
     // routed by its name (404).
     let r = http.delete(tm_url("reg")).send().await.unwrap();
