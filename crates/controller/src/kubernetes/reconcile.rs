@@ -51,14 +51,22 @@ pub const REVISIONS_KEY: &str = "revisions.json";
 /// What can go wrong in a pass.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Not a `#[source]`: kube's message already carries its causes, and a chain printer
+    /// (`{:#}`) would repeat every one of them.
     #[error("kubernetes api: {0}")]
-    Kube(#[from] kube::Error),
+    Kube(kube::Error),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]
     Revision(#[from] crate::revision::Error),
     #[error(transparent)]
     Lost(#[from] super::lease::Lost),
+}
+
+impl From<kube::Error> for Error {
+    fn from(e: kube::Error) -> Error {
+        Error::Kube(e)
+    }
 }
 
 /// How the controller runs.
