@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # The one oxserve image: `serve`, `router`, `controller`, `agent` and `pull` are subcommands
 # of its entrypoint. ONNX Runtime comes from the pinned PyPI `onnxruntime` wheel, as
 # `cargo xtask setup` installs it (xtask/src/onnxruntime.rs; keep ORT_VERSION equal to its
@@ -40,4 +41,6 @@ ENV OXSERVE_ONNXRUNTIME_LIB=/usr/local/lib/libonnxruntime.so
 COPY fixtures/models /opt/oxserve/models
 # The distroless "nonroot" uid; the manifests in kind/install run as it too.
 USER 65532:65532
+# A writable working directory for relative paths (the agent's spill file).
+WORKDIR /tmp
 ENTRYPOINT ["/usr/local/bin/oxserve"]
