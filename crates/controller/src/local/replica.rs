@@ -131,7 +131,9 @@ impl MultiModel {
         }
         std::fs::create_dir_all(&repo).map_err(|e| io(&repo, e))?;
         let link = repo.join(model_name);
-        std::os::unix::fs::symlink(&self.model_dir, &link).map_err(|e| io(&link, e))?;
+        // Absolute, so the link resolves whatever the working directory.
+        let target = std::fs::canonicalize(&self.model_dir).map_err(|e| io(&self.model_dir, e))?;
+        std::os::unix::fs::symlink(&target, &link).map_err(|e| io(&link, e))?;
         Ok(repo)
     }
 
