@@ -330,3 +330,21 @@ fn workflows_parse_and_call_only_xtask() {
     names.sort();
     assert_eq!(names, ["ci.yml", "conformance.yml", "kind-e2e.yml"]);
 }
+
+#[test]
+fn the_image_pins_the_onnx_runtime_xtask_installs() {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let xtask = std::fs::read_to_string(root().join("xtask/src/onnxruntime.rs")).unwrap();
+    let pinned = |text: &str, prefix: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .map(|v| v.trim_matches(['"', ';']).to_owned())
+    };
+    let image = pinned(&dockerfile, "ARG ORT_VERSION=").expect("ARG ORT_VERSION in the Dockerfile");
+    let setup = pinned(&xtask, "pub const VERSION: &str = ").expect("VERSION in onnxruntime.rs");
+    assert_eq!(image, setup);
+    assert!(
+        dockerfile.contains("-p oxserve-cli --features kubernetes"),
+        "the image has `oxserve controller`"
+    );
+}
