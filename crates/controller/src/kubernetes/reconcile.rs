@@ -30,6 +30,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service as KubeService};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
@@ -530,8 +531,10 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
     Ok(Action::requeue(state.config.resync))
 }
 
-/// One pass over a TrainedModel: its parent's models config follows from the parent's pass,
-/// which this one triggers by touching nothing but the TrainedModel's own status.
+/// One pass over a TrainedModel: its finalizer and status (its parent's readiness). The
+/// parent's models config follows from the parent's pass, which a TrainedModel's change
+/// triggers (the InferenceService controller watches TrainedModels and maps each to its
+/// parent); a deleted one also touches its parent so that pass drops it.
 pub async fn reconcile_trained_model(
     obj: Arc<DynamicObject>,
     state: Arc<State>,
@@ -712,6 +715,21 @@ pub async fn run(state: Arc<State>, scrape_every: Duration) {
             isvc.clone(),
         )
         .owns_with(owned(&client), (), watcher::Config::default())
+        // A TrainedModel's change is its parent's: the models config follows at once.
+        .watches_with(
+            dyn_api(&client, &tm, ns.as_deref()),
+            tm.clone(),
+            watcher::Config::default(),
+            {
+                let isvc = isvc.clone();
+                move |model: DynamicObject| {
+                    let parent =
+                        model.data.pointer("/spec/inferenceService").and_then(Value::as_str)?;
+                    let ns = model.namespace()?;
+                    Some(ObjectRef::new_with(parent, isvc.clone()).within(&ns))
+                }
+            },
+        )
         .run(reconcile_service, error_policy, state.clone())
         .for_each(|r| async move {
             if let Err(e) = r {
