@@ -49,9 +49,12 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         Step::Up => {
             let clusters = cmd!(sh, "kind get clusters").read().context("running kind")?;
             if !clusters.lines().any(|c| c.trim() == CLUSTER) {
-                cmd!(sh, "kind create cluster --name {CLUSTER} --config kind/cluster.yaml --wait 120s")
-                    .run()
-                    .context("creating the kind cluster")?;
+                cmd!(
+                    sh,
+                    "kind create cluster --name {CLUSTER} --config kind/cluster.yaml --wait 120s"
+                )
+                .run()
+                .context("creating the kind cluster")?;
             }
             cmd!(sh, "kubectl --context {context} apply --server-side -k kind/")
                 .run()
@@ -85,7 +88,9 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
                 .context("clippy with the kubernetes feature")?;
         }
         Step::Down => {
-            cmd!(sh, "kind delete cluster --name {CLUSTER}").run().context("deleting the cluster")?;
+            cmd!(sh, "kind delete cluster --name {CLUSTER}")
+                .run()
+                .context("deleting the cluster")?;
         }
     }
     Ok(())
