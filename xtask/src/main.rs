@@ -6,6 +6,7 @@ mod codegen;
 mod conformance;
 mod demo;
 mod fixtures;
+mod fuzz;
 mod kind;
 mod loadtest;
 mod onnxruntime;
@@ -47,6 +48,8 @@ enum Command {
     Kind(kind::Args),
     /// Load-test scenarios that judge autoscaling, batching and canaries (reports, verdicts).
     Loadtest(loadtest::Args),
+    /// Run the cargo-fuzz targets under fuzz/ (--target T, --time S seconds each).
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> Result<()> {
@@ -63,6 +66,7 @@ fn main() -> Result<()> {
         Command::Codegen(args) => codegen::run(args),
         Command::Kind(args) => kind::run(&sh, args),
         Command::Loadtest(args) => loadtest::run(&sh, args),
+        Command::Fuzz(args) => fuzz::run(&sh, args),
     }
 }
 
