@@ -55,7 +55,8 @@ impl Schedule {
 /// Whether a request sent `now` for `slot` is so late that the pool was exhausted (every
 /// user was busy for a whole round of the schedule).
 pub fn missed(schedule: &Schedule, slot: Slot, now: Duration) -> bool {
-    let round = Duration::from_secs_f64(schedule.users as f64 / schedule.rate.max(f64::MIN_POSITIVE));
+    let round =
+        Duration::from_secs_f64(schedule.users as f64 / schedule.rate.max(f64::MIN_POSITIVE));
     now > slot.at + round
 }
 

@@ -120,11 +120,7 @@ impl Default for Recorder {
 impl Recorder {
     /// A recorder whose clock starts now.
     pub fn new() -> Recorder {
-        Recorder {
-            start: Instant::now(),
-            in_flight: Arc::default(),
-            inner: Arc::default(),
-        }
+        Recorder { start: Instant::now(), in_flight: Arc::default(), inner: Arc::default() }
     }
 
     /// The instant time 0 stands for.

@@ -145,7 +145,10 @@ pub fn timeline(report: &Report, path: &Path) -> Result<(), String> {
         .map_err(|e| err(&e))?;
     chart.configure_mesh().x_desc("s").draw().map_err(|e| err(&e))?;
     let mut color = 0;
-    let mut line = |chart: &mut ChartContext<_, _>, name: String, xy: Vec<(f64, f64)>| -> Result<(), String> {
+    let mut line = |chart: &mut ChartContext<_, _>,
+                    name: String,
+                    xy: Vec<(f64, f64)>|
+     -> Result<(), String> {
         let c = Palette99::pick(color).mix(1.0);
         color += 1;
         chart
@@ -180,7 +183,10 @@ pub fn timeline(report: &Report, path: &Path) -> Result<(), String> {
         .x_label_area_size(30)
         .y_label_area_size(50)
         .right_y_label_area_size(50)
-        .caption("latency per second (ms, left) and activator queue depth (right)", ("sans-serif", 14))
+        .caption(
+            "latency per second (ms, left) and activator queue depth (right)",
+            ("sans-serif", 14),
+        )
         .build_cartesian_2d(0.0..end_s, 0.0..lat_top * 1.1)
         .map_err(|e| err(&e))?
         .set_secondary_coord(0.0..end_s, 0.0..q_top * 1.1);
@@ -192,7 +198,8 @@ pub fn timeline(report: &Report, path: &Path) -> Result<(), String> {
             .enumerate()
     {
         let c = Palette99::pick(i).mix(1.0);
-        let xy: Vec<(f64, f64)> = report.seconds.iter().map(|s| (s.t_s as f64 + 0.5, pick(s))).collect();
+        let xy: Vec<(f64, f64)> =
+            report.seconds.iter().map(|s| (s.t_s as f64 + 0.5, pick(s))).collect();
         chart
             .draw_series(LineSeries::new(xy, c.stroke_width(2)))
             .map_err(|e| err(&e))?
@@ -200,7 +207,8 @@ pub fn timeline(report: &Report, path: &Path) -> Result<(), String> {
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
     }
     let c = Palette99::pick(5).mix(1.0);
-    let xy: Vec<(f64, f64)> = report.ticks.iter().map(|t| (t.t_ms / 1000.0, t.queue_depth as f64)).collect();
+    let xy: Vec<(f64, f64)> =
+        report.ticks.iter().map(|t| (t.t_ms / 1000.0, t.queue_depth as f64)).collect();
     chart
         .draw_secondary_series(LineSeries::new(xy, c.stroke_width(2)))
         .map_err(|e| err(&e))?
@@ -219,7 +227,10 @@ pub fn timeline(report: &Report, path: &Path) -> Result<(), String> {
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)
-        .caption("split per second (% of successful answers, x-oxserve-revision)", ("sans-serif", 14))
+        .caption(
+            "split per second (% of successful answers, x-oxserve-revision)",
+            ("sans-serif", 14),
+        )
         .build_cartesian_2d(0.0..end_s, 0.0..105.0)
         .map_err(|e| err(&e))?;
     chart.configure_mesh().x_desc("s").y_desc("%").draw().map_err(|e| err(&e))?;
@@ -248,7 +259,11 @@ pub fn timeline(report: &Report, path: &Path) -> Result<(), String> {
 }
 
 fn legend<'a, DB: DrawingBackend + 'a>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    chart: &mut ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     chart
         .configure_series_labels()
@@ -270,7 +285,12 @@ mod tests {
         let ticks = (0..4)
             .map(|i| Tick {
                 t_ms: i as f64 * 1000.0,
-                revisions: vec![RevisionTick { name: "v1".into(), ready: 1, desired: 2, traffic: 90 }],
+                revisions: vec![RevisionTick {
+                    name: "v1".into(),
+                    ready: 1,
+                    desired: 2,
+                    traffic: 90,
+                }],
                 in_flight: 3,
                 queue_depth: i,
             })
@@ -280,13 +300,27 @@ mod tests {
             Criterion::check("split", "10 %", "10 %", true),
             Criterion::check("no failed | request", "0", "2", false),
         ];
-        let report = Report::new("canary", "local", "cargo xtask loadtest canary", serde_json::json!({"rps": 100}), criteria, (samples, ticks, events));
+        let report = Report::new(
+            "canary",
+            "local",
+            "cargo xtask loadtest canary",
+            serde_json::json!({"rps": 100}),
+            criteria,
+            (samples, ticks, events),
+        );
         assert!(!report.passed);
         let dir = std::env::temp_dir().join(format!("oxserve-report-{}", std::process::id()));
         report.write(&dir).unwrap();
         let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
-        assert!(md.contains("`canary`: FAIL") && md.contains("no failed \\| request") && md.contains("**FAIL**"), "{md}");
-        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+        assert!(
+            md.contains("`canary`: FAIL")
+                && md.contains("no failed \\| request")
+                && md.contains("**FAIL**"),
+            "{md}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap())
+                .unwrap();
         assert_eq!(json["samples"].as_array().unwrap().len(), 300);
         assert_eq!(json["seconds"][0]["split"]["v2"], 10);
         let svg = std::fs::read_to_string(dir.join("timeline.svg")).unwrap();

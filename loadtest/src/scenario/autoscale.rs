@@ -111,8 +111,13 @@ mod tests {
     use crate::verdict::{Outcome, all_passed};
 
     fn plan() -> Plan {
-        let step = |c, s: f64| Step { concurrency: c, start_ms: s * 1000.0, end_ms: (s + 10.0) * 1000.0 };
-        Plan { target: 4.0, max_replicas: 8, steps: vec![step(1, 0.0), step(16, 10.0), step(64, 20.0)] }
+        let step =
+            |c, s: f64| Step { concurrency: c, start_ms: s * 1000.0, end_ms: (s + 10.0) * 1000.0 };
+        Plan {
+            target: 4.0,
+            max_replicas: 8,
+            steps: vec![step(1, 0.0), step(16, 10.0), step(64, 20.0)],
+        }
     }
 
     fn tick(t_s: f64, ready: u32, desired: u32) -> Tick {
@@ -173,38 +178,54 @@ mod tests {
         assert_eq!(failed(&verdicts(&good_ticks(), &bad)), ["no request failed during scaling"]);
 
         // Never scales past one replica.
-        let flat: Vec<Tick> = good_ticks().into_iter().map(|t| {
-            let (r, d) = if t.ready() > 0 { (1, 1) } else { (0, 0) };
-            tick(t.t_ms / 1000.0, r, d)
-        }).collect();
+        let flat: Vec<Tick> = good_ticks()
+            .into_iter()
+            .map(|t| {
+                let (r, d) = if t.ready() > 0 { (1, 1) } else { (0, 0) };
+                tick(t.t_ms / 1000.0, r, d)
+            })
+            .collect();
         let v = verdicts(&flat, &samples);
         assert!(failed(&v).contains(&"replicas at the end of c=16"), "{v:?}");
         assert!(failed(&v).iter().any(|n| n.starts_with("panic")), "{v:?}");
 
         // Over max-scale.
-        let over: Vec<Tick> = good_ticks().into_iter().map(|mut t| {
-            t.revisions[0].desired = t.revisions[0].desired.max(if t.t_ms > 25_000.0 && t.t_ms < 30_000.0 { 12 } else { 0 });
-            t
-        }).collect();
+        let over: Vec<Tick> = good_ticks()
+            .into_iter()
+            .map(|mut t| {
+                t.revisions[0].desired = t.revisions[0]
+                    .desired
+                    .max(if t.t_ms > 25_000.0 && t.t_ms < 30_000.0 { 12 } else { 0 });
+                t
+            })
+            .collect();
         assert!(failed(&verdicts(&over, &samples)).contains(&"within max-scale"));
 
         // Slow to follow the step up (panic mode missing).
-        let slow: Vec<Tick> = good_ticks().into_iter().map(|mut t| {
-            if (20_000.0..28_000.0).contains(&t.t_ms) {
-                t.revisions[0].desired = 4;
-            }
-            t
-        }).collect();
+        let slow: Vec<Tick> = good_ticks()
+            .into_iter()
+            .map(|mut t| {
+                if (20_000.0..28_000.0).contains(&t.t_ms) {
+                    t.revisions[0].desired = 4;
+                }
+                t
+            })
+            .collect();
         assert!(failed(&verdicts(&slow, &samples)).iter().any(|n| n.starts_with("panic")));
 
         // Drops to zero at once, or never.
-        let early: Vec<Tick> = good_ticks().into_iter().map(|t| {
-            if t.t_ms >= 31_000.0 { tick(t.t_ms / 1000.0, 0, 0) } else { t }
-        }).collect();
-        assert_eq!(failed(&verdicts(&early, &samples)), ["replicas kept through the stable window"]);
-        let never: Vec<Tick> = good_ticks().into_iter().map(|t| {
-            if t.t_ms >= 30_000.0 { tick(t.t_ms / 1000.0, 1, 1) } else { t }
-        }).collect();
+        let early: Vec<Tick> = good_ticks()
+            .into_iter()
+            .map(|t| if t.t_ms >= 31_000.0 { tick(t.t_ms / 1000.0, 0, 0) } else { t })
+            .collect();
+        assert_eq!(
+            failed(&verdicts(&early, &samples)),
+            ["replicas kept through the stable window"]
+        );
+        let never: Vec<Tick> = good_ticks()
+            .into_iter()
+            .map(|t| if t.t_ms >= 30_000.0 { tick(t.t_ms / 1000.0, 1, 1) } else { t })
+            .collect();
         assert_eq!(failed(&verdicts(&never, &samples)), ["scaled to zero after the grace period"]);
     }
 }

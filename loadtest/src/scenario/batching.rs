@@ -38,7 +38,8 @@ impl BatchSizes {
 
 /// The gain at concurrency `c`: batched rps ÷ unbatched rps.
 pub fn gain(cells: &[Cell], c: u32) -> Option<f64> {
-    let rps = |batched| cells.iter().find(|x| x.batched == batched && x.concurrency == c).map(|x| x.rps);
+    let rps =
+        |batched| cells.iter().find(|x| x.batched == batched && x.concurrency == c).map(|x| x.rps);
     match (rps(true), rps(false)) {
         (Some(b), Some(u)) if u > 0.0 => Some(b / u),
         _ => None,
@@ -67,7 +68,11 @@ pub fn judge(
             format!("{:.2} rows per execution ({} executions)", b.mean(), b.executions),
             b.mean() > 1.0,
         ),
-        None => Criterion::skipped("the batcher forms batches", "mean batch size > 1", "replica /metrics not reachable on this target"),
+        None => Criterion::skipped(
+            "the batcher forms batches",
+            "mean batch size > 1",
+            "replica /metrics not reachable on this target",
+        ),
     });
     out.push(match unbatched_sizes {
         Some(u) => Criterion::check(
@@ -76,7 +81,11 @@ pub fn judge(
             format!("{} rows in {} executions", u.rows, u.executions),
             u.rows == u.executions,
         ),
-        None => Criterion::skipped("no batches without the batcher", "1 row per execution", "replica /metrics not reachable on this target"),
+        None => Criterion::skipped(
+            "no batches without the batcher",
+            "1 row per execution",
+            "replica /metrics not reachable on this target",
+        ),
     });
     let g = gain(cells, top);
     out.push(Criterion::check(
@@ -94,8 +103,21 @@ mod tests {
     use crate::verdict::{Outcome, all_passed};
 
     fn cells(batched_rps_64: f64) -> Vec<Cell> {
-        let cell = |batched, concurrency, rps| Cell { batched, concurrency, requests: 100, errors: 0, rps, p50_ms: 1.0, p99_ms: 2.0 };
-        vec![cell(false, 1, 1000.0), cell(false, 64, 2000.0), cell(true, 1, 900.0), cell(true, 64, batched_rps_64)]
+        let cell = |batched, concurrency, rps| Cell {
+            batched,
+            concurrency,
+            requests: 100,
+            errors: 0,
+            rps,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+        };
+        vec![
+            cell(false, 1, 1000.0),
+            cell(false, 64, 2000.0),
+            cell(true, 1, 900.0),
+            cell(true, 64, batched_rps_64),
+        ]
     }
 
     fn sizes(executions: f64, rows: f64) -> BatchSizes {

@@ -81,16 +81,34 @@ mod tests {
             canary: "v2".into(),
             canary_pct: pct,
         };
-        vec![phase("baseline", 0.0, 0.0), phase("10 %", 10_000.0, 10.0), phase("50 %", 20_000.0, 50.0)]
+        vec![
+            phase("baseline", 0.0, 0.0),
+            phase("10 %", 10_000.0, 10.0),
+            phase("50 %", 20_000.0, 50.0),
+        ]
     }
 
     /// 100 req/s; each phase's new split starts `lag_ms` after its apply.
     fn run(pcts: [u32; 3], lag_ms: f64) -> Vec<Sample> {
         let mut s = stream(0.0, 1000, 10.0, "v2", "v1", pcts[0]);
         s.extend(stream(10_000.0, (lag_ms / 10.0) as usize, 10.0, "v2", "v1", pcts[0]));
-        s.extend(stream(10_000.0 + lag_ms, 1000 - (lag_ms / 10.0) as usize, 10.0, "v2", "v1", pcts[1]));
+        s.extend(stream(
+            10_000.0 + lag_ms,
+            1000 - (lag_ms / 10.0) as usize,
+            10.0,
+            "v2",
+            "v1",
+            pcts[1],
+        ));
         s.extend(stream(20_000.0, (lag_ms / 10.0) as usize, 10.0, "v2", "v1", pcts[1]));
-        s.extend(stream(20_000.0 + lag_ms, 1000 - (lag_ms / 10.0) as usize, 10.0, "v2", "v1", pcts[2]));
+        s.extend(stream(
+            20_000.0 + lag_ms,
+            1000 - (lag_ms / 10.0) as usize,
+            10.0,
+            "v2",
+            "v1",
+            pcts[2],
+        ));
         s.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
         s
     }

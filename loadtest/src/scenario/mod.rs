@@ -145,7 +145,9 @@ impl Service {
             s.push_str(&format!("    canaryTrafficPercent: {p}\n"));
         }
         if let Some((size, latency)) = self.batcher {
-            s.push_str(&format!("    batcher:\n      maxBatchSize: {size}\n      maxLatency: {latency}\n"));
+            s.push_str(&format!(
+                "    batcher:\n      maxBatchSize: {size}\n      maxLatency: {latency}\n"
+            ));
         }
         s.push_str(&format!(
             "    model:\n      modelFormat:\n        name: {}\n      storageUri: {}\n",
@@ -219,7 +221,9 @@ mod tests {
         ] {
             assert!(y.contains(want), "{want} missing in\n{y}");
         }
-        assert!(trained_model_yaml("t1", "a", "xgboost", "file:///m").contains("inferenceService: a"));
+        assert!(
+            trained_model_yaml("t1", "a", "xgboost", "file:///m").contains("inferenceService: a")
+        );
         assert_eq!(revision("a", 2), "a-predictor-00002");
     }
 }

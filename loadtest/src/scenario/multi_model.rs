@@ -111,7 +111,8 @@ mod tests {
         let mut loading = hot(50, 20_000);
         loading[3].status = 404;
         let f = figures(&loads, None, &hot(50, 2000), &loading);
-        let o: Vec<Outcome> = judge(&f, &hot(50, 2000), &loading).into_iter().map(|c| c.outcome).collect();
+        let o: Vec<Outcome> =
+            judge(&f, &hot(50, 2000), &loading).into_iter().map(|c| c.outcome).collect();
         assert_eq!(o, [Outcome::Fail, Outcome::Fail, Outcome::Fail]);
     }
 }

@@ -93,7 +93,10 @@ mod tests {
         let ticks = [tick(50.0, 0), tick(200.0, 10), tick(900.0, 0)];
         assert!(all_passed(&judge(10, 0, 100.0, &samples, &ticks)));
         let f = figures(&samples, &ticks, 100.0);
-        assert_eq!((f.first_response_ms, f.last_response_ms, f.max_queue_depth), (500.0, 590.0, 10));
+        assert_eq!(
+            (f.first_response_ms, f.last_response_ms, f.max_queue_depth),
+            (500.0, 590.0, 10)
+        );
     }
 
     #[test]

@@ -63,7 +63,10 @@ pub fn judge(samples: &[Sample], kill_ms: Option<f64>, timeout_ms: f64) -> Vec<C
         )),
     }
     let slowest = samples.iter().map(|s| s.latency_us as f64 / 1000.0).fold(0.0, f64::max);
-    let hung = samples.iter().filter(|s| s.status == 0 || s.latency_us as f64 / 1000.0 >= timeout_ms).count();
+    let hung = samples
+        .iter()
+        .filter(|s| s.status == 0 || s.latency_us as f64 / 1000.0 >= timeout_ms)
+        .count();
     out.push(Criterion::check(
         "no request hung",
         format!("every request answered before the {:.0} s client timeout", timeout_ms / 1000.0),
@@ -100,7 +103,9 @@ mod tests {
 
     #[test]
     fn each_criterion_fails() {
-        let outcomes = |s: &[Sample], k| judge(s, k, 10_000.0).into_iter().map(|c| c.outcome).collect::<Vec<_>>();
+        let outcomes = |s: &[Sample], k| {
+            judge(s, k, 10_000.0).into_iter().map(|c| c.outcome).collect::<Vec<_>>()
+        };
         let mut s = run();
         s[700].status = 503;
         assert_eq!(outcomes(&s, Some(5001.0))[0], Outcome::Fail);

@@ -4,8 +4,8 @@
 //! [`Sample`] in the shared [`Recorder`], with the `x-oxserve-revision` it was answered by.
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -32,12 +32,12 @@ impl Call {
 }
 
 /// How the users pace themselves.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum Pace {
     /// Back to back, following a goose test plan (`users,time;…`).
     Closed,
     /// A shared constant-rate schedule; it starts once every user is up (see [`Start`]).
-    Open { schedule: Schedule },
+    Open { schedule: Schedule, start: Start },
 }
 
 /// When an open-loop schedule starts: set once every goose user has made its first call
@@ -65,7 +65,6 @@ impl Start {
 struct Ctx {
     call: Call,
     pace: Pace,
-    start: Start,
     /// Every open-loop user waits here on its first call, so the schedule starts with all.
     barrier: tokio::sync::Barrier,
     recorder: Recorder,
@@ -87,14 +86,12 @@ pub async fn goose(
     timing: GooseTiming<'_>,
     call: Call,
     pace: Pace,
-    start: &Start,
     recorder: &Recorder,
     out_dir: &Path,
 ) -> Result<Outcome> {
     let ctx = Arc::new(Ctx {
         call,
         pace,
-        start: start.clone(),
         barrier: tokio::sync::Barrier::new(users.max(1)),
         recorder: recorder.clone(),
         next_model: AtomicU64::new(0),
@@ -167,16 +164,17 @@ pub enum GooseTiming<'a> {
 
 /// One transaction: wait for the slot (open loop), send, record.
 async fn infer(ctx: Arc<Ctx>, user: &mut GooseUser) -> TransactionResult {
-    let intended = match ctx.pace {
+    let intended = match &ctx.pace {
         Pace::Closed => Instant::now(),
-        Pace::Open { schedule } => {
+        Pace::Open { schedule, start } => {
+            let schedule = *schedule;
             let first = user.get_session_data::<u64>().is_none();
             let n = *user.get_session_data::<u64>().unwrap_or(&0);
             user.set_session_data(n + 1);
             if first {
                 ctx.barrier.wait().await;
             }
-            let start = ctx.start.set_soon();
+            let start = start.set_soon();
             let Some(slot) = schedule.slot(user.weighted_users_index, n) else {
                 // The schedule is over for this user: idle until goose ends the run.
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -270,7 +268,12 @@ pub async fn grpc_open_loop(
                                 .and_then(|v| v.to_str().ok())
                                 .map(str::to_owned),
                         ),
-                        Err(s) if s.code() == tonic::Code::Cancelled || s.code() == tonic::Code::DeadlineExceeded => (0, None),
+                        Err(s)
+                            if s.code() == tonic::Code::Cancelled
+                                || s.code() == tonic::Code::DeadlineExceeded =>
+                        {
+                            (0, None)
+                        }
                         Err(s) => (grpc_status(s.code() as i32), None),
                     };
                     drop(guard);
@@ -312,7 +315,10 @@ pub fn grpc_request(model: &str, input: &str, row: &[f32]) -> ModelInferRequest 
             name: input.to_owned(),
             datatype: "FP32".to_owned(),
             shape: vec![1, row.len() as i64],
-            contents: Some(InferTensorContents { fp32_contents: row.to_vec(), ..Default::default() }),
+            contents: Some(InferTensorContents {
+                fp32_contents: row.to_vec(),
+                ..Default::default()
+            }),
             ..Default::default()
         }],
         ..Default::default()

@@ -68,26 +68,40 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
-    let code = match runtime.context("starting the async runtime").and_then(|rt| rt.block_on(run(args))) {
-        Ok(true) => 0,
-        Ok(false) => 1,
-        Err(e) => {
-            eprintln!("oxserve-loadtest: {e:#}");
-            2
-        }
-    };
+    let code =
+        match runtime.context("starting the async runtime").and_then(|rt| rt.block_on(run(args))) {
+            Ok(true) => 0,
+            Ok(false) => 1,
+            Err(e) => {
+                eprintln!("oxserve-loadtest: {e:#}");
+                2
+            }
+        };
     std::process::exit(code);
 }
 
 /// Runs the scenario; whether every criterion passed.
 async fn run(args: Args) -> Result<bool> {
-    let Args { scenario, target, api, grpc, duration, rate, models, requests, quick, report, oxserve, model_base } =
-        args;
+    let Args {
+        scenario,
+        target,
+        api,
+        grpc,
+        duration,
+        rate,
+        models,
+        requests,
+        quick,
+        report,
+        oxserve,
+        model_base,
+    } = args;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let model_base = match model_base {
         Some(b) => b,
         None => {
-            let dir = std::fs::canonicalize("fixtures/models").context("fixtures/models (run from the project root, or pass --model-base)")?;
+            let dir = std::fs::canonicalize("fixtures/models")
+                .context("fixtures/models (run from the project root, or pass --model-base)")?;
             format!("file://{}", dir.display())
         }
     };
@@ -95,7 +109,11 @@ async fn run(args: Args) -> Result<bool> {
         Platform::start_local(&oxserve, scenario.platform_yaml())?
     } else {
         let api = api.context("a URL target needs --api URL")?;
-        Platform::remote(target.trim_end_matches('/').to_owned(), grpc, api.trim_end_matches('/').to_owned())?
+        Platform::remote(
+            target.trim_end_matches('/').to_owned(),
+            grpc,
+            api.trim_end_matches('/').to_owned(),
+        )?
     };
     let dir = report.join(scenario.name());
     let run = Run {
@@ -109,7 +127,10 @@ async fn run(args: Args) -> Result<bool> {
         requests,
         goose_dir: dir.join("goose"),
     };
-    eprintln!("loadtest: {scenario} against {}", if platform.is_local() { "a local oxserve up" } else { &target });
+    eprintln!(
+        "loadtest: {scenario} against {}",
+        if platform.is_local() { "a local oxserve up" } else { &target }
+    );
     let outcome = match scenario {
         Kind::Autoscale => scenarios::autoscale(&run).await,
         Kind::ScaleFromZero => scenarios::scale_from_zero(&run).await,
@@ -123,7 +144,14 @@ async fn run(args: Args) -> Result<bool> {
     platform.stop();
     let outcome = outcome?;
     let target_name = if target == "local" { "local oxserve up".to_owned() } else { target };
-    let report = Report::new(scenario.name(), &target_name, &command, outcome.figures, outcome.criteria, recorded);
+    let report = Report::new(
+        scenario.name(),
+        &target_name,
+        &command,
+        outcome.figures,
+        outcome.criteria,
+        recorded,
+    );
     report.write(&dir).map_err(anyhow::Error::msg)?;
     println!("{}", report.markdown());
     println!("report: {}", dir.display());

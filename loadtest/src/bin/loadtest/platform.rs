@@ -42,7 +42,8 @@ mod tempdir {
             let nanos = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos());
-            let path = std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
+            let path =
+                std::env::temp_dir().join(format!("{prefix}-{}-{nanos}", std::process::id()));
             std::fs::create_dir_all(&path)?;
             Ok(Dir(path))
         }
@@ -87,8 +88,10 @@ impl Platform {
             }
         };
         std::thread::spawn(move || for _ in lines {});
-        let field = |k: &str| line.split_whitespace().find_map(|f| f.strip_prefix(k)).map(str::to_owned);
-        let (Some(rest), Some(grpc), Some(api)) = (field("rest="), field("grpc="), field("api=")) else {
+        let field =
+            |k: &str| line.split_whitespace().find_map(|f| f.strip_prefix(k)).map(str::to_owned);
+        let (Some(rest), Some(grpc), Some(api)) = (field("rest="), field("grpc="), field("api="))
+        else {
             bail!("unexpected first line of oxserve up: {line:?}");
         };
         eprintln!("loadtest: oxserve up (pid {}) {line}", child.id());
@@ -154,7 +157,8 @@ impl Platform {
         recorder: Recorder,
     ) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let me = PollTarget { rest: self.rest.clone(), api: self.api.clone(), http: self.http.clone() };
+        let me =
+            PollTarget { rest: self.rest.clone(), api: self.api.clone(), http: self.http.clone() };
         let task = tokio::spawn(async move {
             let mut interval = tokio::time::interval(every);
             loop {
@@ -162,7 +166,6 @@ impl Platform {
                     _ = interval.tick() => {}
                     _ = rx.changed() => return,
                 }
-                let t_ms = recorder.now_ms();
                 let mut revisions = Vec::new();
                 for s in &services {
                     if let Ok(revs) = fetch_revisions(&me.http, &me.api, s).await {
@@ -171,12 +174,21 @@ impl Platform {
                 }
                 let queue_depth = match me.http.get(format!("{}/metrics", me.rest)).send().await {
                     Ok(r) => match r.text().await {
-                        Ok(text) => prom::sum(&prom::parse(&text), "oxserve_router_queue_depth", &[]) as i64,
+                        Ok(text) => {
+                            prom::sum(&prom::parse(&text), "oxserve_router_queue_depth", &[]) as i64
+                        }
                         Err(_) => 0,
                     },
                     Err(_) => 0,
                 };
-                recorder.tick(Tick { t_ms, revisions, in_flight: recorder.in_flight_now(), queue_depth });
+                // Stamped when the answers are in: under a burst the router answers late.
+                let t_ms = recorder.now_ms();
+                recorder.tick(Tick {
+                    t_ms,
+                    revisions,
+                    in_flight: recorder.in_flight_now(),
+                    queue_depth,
+                });
             }
         });
         (tx, task)

@@ -2,6 +2,7 @@
 //! poll the platform, and hand what was recorded to the judgement in
 //! [`oxserve_loadtest::scenario`].
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -81,19 +82,27 @@ pub async fn autoscale(run: &Run<'_>) -> Result<Outcome> {
     let mut svc = run.xgb("autoscale");
     svc.min_replicas = Some(0);
     svc.max_replicas = Some(max);
-    svc.autoscaling = vec![
-        ("target".into(), "4".into()),
-        ("target-utilization-percentage".into(), "100".into()),
-    ];
+    svc.autoscaling =
+        vec![("target".into(), "4".into()), ("target-utilization-percentage".into(), "100".into())];
     run.apply(&svc, "target 4, max 8").await?;
     run.wait_ready(&svc.name).await?;
     let step = run.seconds(12, 8);
-    let (stop, poller) = run.platform.poll(vec![svc.name.clone()], Duration::from_millis(250), run.recorder.clone());
+    let (stop, poller) =
+        run.platform.poll(vec![svc.name.clone()], Duration::from_millis(250), run.recorder.clone());
     let s = step.as_secs();
     let plan = format!("1,0s;1,{s}s;16,0s;16,{s}s;64,0s;64,{s}s;0,0s");
     run.recorder.event(format!("goose test plan {plan}"));
     let call = run.xgb_call(&svc.name);
-    drive::goose(&run.platform.rest, 64, GooseTiming::Plan(&plan), call, Pace::Closed, &Start::default(), &run.recorder, &run.goose_dir).await?;
+    drive::goose(
+        &run.platform.rest,
+        64,
+        GooseTiming::Plan(&plan),
+        call,
+        Pace::Closed,
+        &run.recorder,
+        &run.goose_dir,
+    )
+    .await?;
     run.recorder.event("load stopped");
     // The plan starts with goose's first request (goose takes a moment to set up).
     let started = run.recorder.snapshot().0.first().map_or(0.0, |s| s.t_ms);
@@ -108,10 +117,12 @@ pub async fn autoscale(run: &Run<'_>) -> Result<Outcome> {
         .collect();
     // Watch the scale-down to zero (bounded: the judgement says whether it came in time).
     let bound = Duration::from_secs_f64(STABLE_WINDOW_S + GRACE_S + 15.0);
-    let _ = run.platform.wait_for(&svc.name, "zero replicas", bound, |r| {
-        r.iter().all(|r| r.ready == 0 && r.desired == 0)
-    })
-    .await;
+    let _ = run
+        .platform
+        .wait_for(&svc.name, "zero replicas", bound, |r| {
+            r.iter().all(|r| r.ready == 0 && r.desired == 0)
+        })
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let _ = stop.send(true);
     let _ = poller.await;
@@ -149,11 +160,21 @@ pub async fn scale_from_zero(run: &Run<'_>) -> Result<Outcome> {
         })
         .await?;
     let ready_before: u32 = run.platform.revisions(&svc.name).await?.iter().map(|r| r.ready).sum();
-    let (stop, poller) = run.platform.poll(vec![svc.name.clone()], Duration::from_millis(100), run.recorder.clone());
+    let (stop, poller) =
+        run.platform.poll(vec![svc.name.clone()], Duration::from_millis(100), run.recorder.clone());
     tokio::time::sleep(Duration::from_millis(300)).await;
     run.recorder.event(format!("goose starts {n} users, one request each"));
     let call = run.xgb_call(&svc.name);
-    drive::goose(&run.platform.rest, n, GooseTiming::Once, call, Pace::Closed, &Start::default(), &run.recorder, &run.goose_dir).await?;
+    drive::goose(
+        &run.platform.rest,
+        n,
+        GooseTiming::Once,
+        call,
+        Pace::Closed,
+        &run.recorder,
+        &run.goose_dir,
+    )
+    .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop.send(true);
     let _ = poller.await;
@@ -179,17 +200,21 @@ pub async fn canary(run: &Run<'_>) -> Result<Outcome> {
     run.wait_ready(&v1.name).await?;
     let mut v2 = v1.clone();
     v2.env = vec![("OXSERVE_LOADTEST_VERSION".into(), "2".into())];
-    let schedule = Schedule { rate, users: Schedule::users_for(rate, Duration::from_secs(5)), duration: phase * 4 };
+    let schedule = Schedule {
+        rate,
+        users: Schedule::users_for(rate, Duration::from_secs(5)),
+        duration: phase * 4,
+    };
     let begin = Start::default();
-    let (stop, poller) = run.platform.poll(vec![v1.name.clone()], Duration::from_millis(250), run.recorder.clone());
+    let (stop, poller) =
+        run.platform.poll(vec![v1.name.clone()], Duration::from_millis(250), run.recorder.clone());
     let mut applies = Vec::new();
     let load = drive::goose(
         &run.platform.rest,
         schedule.users,
         GooseTiming::RunTime(phase * 4 + Duration::from_secs(2)),
         run.xgb_call(&v1.name),
-        Pace::Open { schedule },
-        &begin,
+        Pace::Open { schedule, start: begin.clone() },
         &run.recorder,
         &run.goose_dir,
     );
@@ -216,19 +241,20 @@ pub async fn canary(run: &Run<'_>) -> Result<Outcome> {
     let (r1, r2) = (revision(&v1.name, 1), revision(&v1.name, 2));
     let end = start_ms + (phase * 4).as_secs_f64() * 1000.0;
     let bounds = [start_ms, applies[0], applies[1], applies[2], end];
-    let phases: Vec<scenario::canary::Phase> = ["baseline (v1 100 %)", "10 % canary", "50 % canary", "promoted"]
-        .iter()
-        .zip([0.0, 10.0, 50.0, 100.0])
-        .enumerate()
-        .map(|(i, (name, pct))| scenario::canary::Phase {
-            name: name.to_string(),
-            apply_ms: bounds[i],
-            end_ms: bounds[i + 1],
-            stable: r1.clone(),
-            canary: r2.clone(),
-            canary_pct: pct,
-        })
-        .collect();
+    let phases: Vec<scenario::canary::Phase> =
+        ["baseline (v1 100 %)", "10 % canary", "50 % canary", "promoted"]
+            .iter()
+            .zip([0.0, 10.0, 50.0, 100.0])
+            .enumerate()
+            .map(|(i, (name, pct))| scenario::canary::Phase {
+                name: name.to_string(),
+                apply_ms: bounds[i],
+                end_ms: bounds[i + 1],
+                stable: r1.clone(),
+                canary: r2.clone(),
+                canary_pct: pct,
+            })
+            .collect();
     let settle = (phase.as_secs_f64() * 1000.0 / 2.0).min(8000.0);
     let mut criteria = scenario::canary::judge(&phases, settle, &samples);
     criteria.push(Criterion::check(
@@ -239,7 +265,9 @@ pub async fn canary(run: &Run<'_>) -> Result<Outcome> {
     ));
     let splits: Vec<Value> = phases
         .iter()
-        .map(|p| json!({ "phase": p.name, "split": split(&samples, p.apply_ms + settle, p.end_ms) }))
+        .map(
+            |p| json!({ "phase": p.name, "split": split(&samples, p.apply_ms + settle, p.end_ms) }),
+        )
         .collect();
     Ok(Outcome {
         figures: json!({ "rate": rate, "phase_s": phase.as_secs(), "settle_s": settle / 1000.0, "splits": splits }),
@@ -271,7 +299,16 @@ pub async fn batching(run: &Run<'_>) -> Result<Outcome> {
             let from = run.recorder.now_ms();
             run.recorder.event(format!("{} c={c}", svc.name));
             let call = Call::one(&svc.name, drive::rest_body("input", &MLP_ROW));
-            drive::goose(&run.platform.rest, c as usize, GooseTiming::RunTime(d), call, Pace::Closed, &Start::default(), &run.recorder, &run.goose_dir).await?;
+            drive::goose(
+                &run.platform.rest,
+                c as usize,
+                GooseTiming::RunTime(d),
+                call,
+                Pace::Closed,
+                &run.recorder,
+                &run.goose_dir,
+            )
+            .await?;
             let to = run.recorder.now_ms();
             let (samples, _, _) = run.recorder.snapshot();
             let w: Vec<_> = window(&samples, from, to).cloned().collect();
@@ -295,7 +332,12 @@ pub async fn batching(run: &Run<'_>) -> Result<Outcome> {
             (Some(b), Some(a)) => Some(scenario::batching::BatchSizes {
                 executions: a.executions - b.executions,
                 rows: a.rows - b.rows,
-                buckets: a.buckets.iter().zip(b.buckets.iter().chain(std::iter::repeat(&(0.0, 0.0)))).map(|(x, y)| (x.0, x.1 - y.1)).collect(),
+                buckets: a
+                    .buckets
+                    .iter()
+                    .zip(b.buckets.iter().chain(std::iter::repeat(&(0.0, 0.0))))
+                    .map(|(x, y)| (x.0, x.1 - y.1))
+                    .collect(),
             }),
             _ => None,
         });
@@ -320,7 +362,8 @@ async fn batch_sizes(run: &Run<'_>, revision: &str) -> Option<scenario::batching
     }
     let mut total = scenario::batching::BatchSizes::default();
     for url in urls {
-        let text = run.platform.http.get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
+        let text =
+            run.platform.http.get(format!("{url}/metrics")).send().await.ok()?.text().await.ok()?;
         let m = prom::parse(&text);
         total.executions += prom::sum(&m, "oxserve_batch_size_count", &[]);
         total.rows += prom::sum(&m, "oxserve_batch_size_sum", &[]);
@@ -341,16 +384,23 @@ pub async fn multi_model(run: &Run<'_>) -> Result<Outcome> {
     run.apply(&parent, "parent").await?;
     run.wait_ready(&parent.name).await?;
     let total = baseline + load_window;
-    let schedule = Schedule { rate, users: Schedule::users_for(rate, Duration::from_secs(2)), duration: total };
+    let schedule = Schedule {
+        rate,
+        users: Schedule::users_for(rate, Duration::from_secs(2)),
+        duration: total,
+    };
     let begin = Start::default();
-    let (stop, poller) = run.platform.poll(vec![parent.name.clone()], Duration::from_millis(500), run.recorder.clone());
+    let (stop, poller) = run.platform.poll(
+        vec![parent.name.clone()],
+        Duration::from_millis(500),
+        run.recorder.clone(),
+    );
     let load = drive::goose(
         &run.platform.rest,
         schedule.users,
         GooseTiming::RunTime(total + Duration::from_secs(2)),
         run.xgb_call(&parent.name),
-        Pace::Open { schedule },
-        &begin,
+        Pace::Open { schedule, start: begin.clone() },
         &run.recorder,
         &run.goose_dir,
     );
@@ -361,33 +411,56 @@ pub async fn multi_model(run: &Run<'_>) -> Result<Outcome> {
         let from_ms = run.recorder.now_ms();
         run.recorder.event(format!("applying {n} TrainedModels"));
         let uri = format!("{}/xgb-binary", run.model_base);
-        let mut put_at = Vec::with_capacity(n);
-        for i in 0..n {
-            let name = format!("tm-{i:05}");
-            run.platform.put(&tm_path("default", &name), &trained_model_yaml(&name, &parent.name, "xgboost", &uri)).await?;
-            put_at.push(Instant::now());
-        }
-        let mut loaded: Vec<Option<f64>> = vec![None; n];
         let deadline = start + total;
-        while Instant::now() < deadline && loaded.iter().any(Option::is_none) {
+        // Apply the models one after the other while polling the applied ones for
+        // readiness, so each load time runs from its own PUT. Models not applied by the
+        // deadline count as not loaded.
+        let put_at: RefCell<Vec<Instant>> = RefCell::new(Vec::with_capacity(n));
+        let done = std::cell::Cell::new(false);
+        let apply = async {
             for i in 0..n {
-                if loaded[i].is_some() {
-                    continue;
-                }
-                let url = format!("{}/v2/models/tm-{i:05}/ready", run.platform.rest);
-                if let Ok(r) = run.platform.http.get(&url).send().await
-                    && r.status().is_success()
-                {
-                    loaded[i] = Some(put_at[i].elapsed().as_secs_f64() * 1000.0);
-                }
                 if Instant::now() >= deadline {
                     break;
                 }
+                let name = format!("tm-{i:05}");
+                run.platform
+                    .put(
+                        &tm_path("default", &name),
+                        &trained_model_yaml(&name, &parent.name, "xgboost", &uri),
+                    )
+                    .await?;
+                put_at.borrow_mut().push(Instant::now());
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            done.set(true);
+            run.recorder.event(format!("{} of {n} TrainedModels applied", put_at.borrow().len()));
+            anyhow::Ok(())
+        };
+        let mut loaded: Vec<Option<f64>> = vec![None; n];
+        let poll = async {
+            while Instant::now() < deadline {
+                let applied = put_at.borrow().len();
+                for (i, slot) in loaded.iter_mut().enumerate().take(applied) {
+                    if slot.is_some() {
+                        continue;
+                    }
+                    let url = format!("{}/v2/models/tm-{i:05}/ready", run.platform.rest);
+                    if let Ok(r) = run.platform.http.get(&url).send().await
+                        && r.status().is_success()
+                    {
+                        *slot = Some(put_at.borrow()[i].elapsed().as_secs_f64() * 1000.0);
+                    }
+                }
+                if done.get() && loaded[..put_at.borrow().len()].iter().all(Option::is_some) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let (applied, ()) = tokio::join!(apply, poll);
+        applied?;
         let to_ms = run.recorder.now_ms();
-        run.recorder.event(format!("{} of {n} TrainedModels ready", loaded.iter().flatten().count()));
+        run.recorder
+            .event(format!("{} of {n} TrainedModels ready", loaded.iter().flatten().count()));
         let rss_after = run.platform.replicas_rss();
         let delta = rss_before.zip(rss_after).map(|(b, a)| a as f64 - b as f64);
         anyhow::Ok((loaded, delta, from_ms, to_ms))
@@ -415,19 +488,27 @@ pub async fn soak(run: &Run<'_>) -> Result<Outcome> {
     v1.max_replicas = Some(2);
     run.apply(&v1, "v1, 2 replicas").await?;
     run.platform
-        .wait_for(&v1.name, "2 ready replicas", Duration::from_secs(120), |r| r.iter().any(|r| r.ready >= 2))
+        .wait_for(&v1.name, "2 ready replicas", Duration::from_secs(120), |r| {
+            r.iter().any(|r| r.ready >= 2)
+        })
         .await?;
-    let Some(grpc) = run.platform.grpc.clone() else { bail!("soak needs the router's gRPC address (--grpc)") };
-    let half = |r: f64| Schedule { rate: r / 2.0, users: Schedule::users_for(r / 2.0, Duration::from_secs(2)), duration: total };
+    let Some(grpc) = run.platform.grpc.clone() else {
+        bail!("soak needs the router's gRPC address (--grpc)")
+    };
+    let half = |r: f64| Schedule {
+        rate: r / 2.0,
+        users: Schedule::users_for(r / 2.0, Duration::from_secs(2)),
+        duration: total,
+    };
     let begin = Start::default();
-    let (stop, poller) = run.platform.poll(vec![v1.name.clone()], Duration::from_millis(500), run.recorder.clone());
+    let (stop, poller) =
+        run.platform.poll(vec![v1.name.clone()], Duration::from_millis(500), run.recorder.clone());
     let rest = drive::goose(
         &run.platform.rest,
         half(rate).users,
         GooseTiming::RunTime(total + Duration::from_secs(2)),
         run.xgb_call(&v1.name),
-        Pace::Open { schedule: half(rate) },
-        &begin,
+        Pace::Open { schedule: half(rate), start: begin.clone() },
         &run.recorder,
         &run.goose_dir,
     );
