@@ -96,6 +96,14 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl
     panic!("gave up waiting for {what}");
 }
 
+/// Replaces the routes file the way a deployment tool (or a ConfigMap update) does: a new
+/// file renamed over the old one, so the polling router never reads a half-written file.
+fn replace(file: &Path, text: impl AsRef<[u8]>) -> std::io::Result<()> {
+    let tmp = file.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, file)
+}
+
 #[tokio::test]
 async fn routes_file_reloads_and_a_bad_file_keeps_the_old_routes() {
     let model = fixtures().join("models/xgb-binary");
@@ -109,11 +117,11 @@ async fn routes_file_reloads_and_a_bad_file_keeps_the_old_routes() {
     assert_eq!(revision_of(&http, &router.rest).await, "xgb-a");
 
     // Changed on disk: picked up by the poll.
-    std::fs::write(&file, routes(&[(&a, "xgb-a", 0), (&b, "xgb-b", 100)])).unwrap();
+    replace(&file, routes(&[(&a, "xgb-a", 0), (&b, "xgb-b", 100)])).unwrap();
     until("the new routes", || async { revision_of(&http, &router.rest).await == "xgb-b" }).await;
 
     // A bad file is refused with its reason; the routes before it keep serving.
-    std::fs::write(&file, "services:\n  - name: xgb-binary\n    backends:\n      - {url: 'http://127.0.0.1:1', wieght: 5}\n").unwrap();
+    replace(&file, "services:\n  - name: xgb-binary\n    backends:\n      - {url: 'http://127.0.0.1:1', wieght: 5}\n").unwrap();
     until("the refusal in the log", || async { router.logged("routes refused") }).await;
     assert!(router.logged("unknown field `wieght`"), "{:?}", router.stderr.lock().unwrap());
     assert!(router.logged("services[0].backends[0]"), "{:?}", router.stderr.lock().unwrap());
@@ -123,10 +131,10 @@ async fn routes_file_reloads_and_a_bad_file_keeps_the_old_routes() {
     drop(router);
 
     // SIGHUP reloads at once, whatever the poll interval.
-    std::fs::write(&file, routes(&[(&a, "xgb-a", 100)])).unwrap();
+    replace(&file, routes(&[(&a, "xgb-a", 100)])).unwrap();
     let router = RouterProcess::start(&file, &["--routes-poll-interval", "3600"]);
     assert_eq!(revision_of(&http, &router.rest).await, "xgb-a");
-    std::fs::write(&file, routes(&[(&b, "xgb-b", 100)])).unwrap();
+    replace(&file, routes(&[(&b, "xgb-b", 100)])).unwrap();
     router.signal("-HUP");
     until("the reload on SIGHUP", || async { revision_of(&http, &router.rest).await == "xgb-b" })
         .await;
