@@ -18,7 +18,9 @@ use oxserve_fuzz::split_byte;
 /// A scratch directory of this process, removed and recreated for every input.
 fn scratch() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| std::env::temp_dir().join(format!("oxserve-fuzz-archive-{}", std::process::id())))
+    DIR.get_or_init(|| {
+        std::env::temp_dir().join(format!("oxserve-fuzz-archive-{}", std::process::id()))
+    })
 }
 
 /// Regular files under `dir`, failing on any link.
@@ -48,10 +50,8 @@ fuzz_target!(|data: &[u8]| {
     let archive = root.join("archive");
     std::fs::write(&archive, bytes).expect("scratch archive");
     let result = extract(&archive, kind, &dest);
-    let mut top: Vec<_> = std::fs::read_dir(root)
-        .expect("readable")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
+    let mut top: Vec<_> =
+        std::fs::read_dir(root).expect("readable").map(|e| e.expect("entry").file_name()).collect();
     top.sort();
     assert_eq!(top, ["archive", "outer"], "extraction wrote beside the destination");
     let outer: Vec<_> = std::fs::read_dir(root.join("outer"))

@@ -28,8 +28,9 @@ fuzz_target!(|data: &[u8]| {
     };
     for r in &resources {
         for text in [r.to_json(), r.to_yaml()] {
-            let again = parse(&text, "again")
-                .unwrap_or_else(|e| panic!("a re-serialized resource fails to parse ({e}):\n{text}"));
+            let again = parse(&text, "again").unwrap_or_else(|e| {
+                panic!("a re-serialized resource fails to parse ({e}):\n{text}")
+            });
             assert_eq!(again.len(), 1);
             assert_eq!(&again[0], r, "parse → serialize → parse is not stable:\n{text}");
         }

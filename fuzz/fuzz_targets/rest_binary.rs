@@ -54,7 +54,9 @@ fn header(body: &Body) -> String {
                 shape.join(",")
             );
             match (&i.binary_data_size, &i.json) {
-                (Some(n), _) => t.push_str(&format!(",\"parameters\":{{\"binary_data_size\":{n}}}")),
+                (Some(n), _) => {
+                    t.push_str(&format!(",\"parameters\":{{\"binary_data_size\":{n}}}"))
+                }
                 (None, Some(j)) => t.push_str(&format!(",\"data\":{j}")),
                 (None, None) => {}
             }

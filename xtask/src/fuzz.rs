@@ -67,7 +67,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
             .status()
             .with_context(|| format!("running cargo fuzz run {target}"))?;
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let done = text.lines().rev().find(|l| l.contains(" DONE ")).map(str::to_owned);
+        let done = text.lines().rev().find(|l| l.split_whitespace().nth(1) == Some("DONE"));
+        let done = done.map(str::to_owned);
         outcomes.push(Outcome {
             target: target.clone(),
             done,
@@ -106,7 +107,12 @@ fn summary(o: &Outcome, log: &str) -> String {
 
 /// Installs cargo-fuzz from crates.io when `cargo +nightly fuzz` does not run.
 fn ensure_cargo_fuzz(sh: &Shell) -> Result<()> {
-    if cmd!(sh, "cargo +nightly fuzz --version").quiet().ignore_stdout().ignore_stderr().run().is_ok()
+    if cmd!(sh, "cargo +nightly fuzz --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
     {
         return Ok(());
     }
