@@ -2,13 +2,16 @@
 //! drains: stop accepting, let requests in flight finish (bounded), close.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use crate::body::Body;
 use crate::router::Router;
 use crate::service::{stack, stack_with};
 
@@ -31,46 +34,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sampler = tokio::spawn(router.clone().run_sampler());
-    let graceful = std::sync::Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+    let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut accept = Vec::new();
     for (listener, grpc) in
         std::iter::once((listeners.http, false)).chain(listeners.grpc.map(|g| (g, true)))
     {
-        let service = stack(router.clone(), grpc);
-        let mut stop = stop_rx.clone();
-        let graceful = graceful.clone();
-        accept.push(tokio::spawn(async move {
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http2().max_concurrent_streams(Some(10_000)).adaptive_window(true);
-            loop {
-                let (stream, _) = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off, keep serving.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    },
-                    _ = stop.changed() => break,
-                };
-                let _ = stream.set_nodelay(true);
-                let conn = builder
-                    .serve_connection_with_upgrades(
-                        TokioIo::new(stream),
-                        TowerToHyperService::new(service.clone()),
-                    )
-                    .into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
-            }
-        }));
+        accept.push(accept_loop(listener, stack(router.clone(), grpc), stop_rx.clone(), &graceful));
     }
     shutdown.await;
     drain(accept, stop_tx, graceful).await;
@@ -90,17 +60,43 @@ pub async fn serve_pinned(
     host: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let graceful = std::sync::Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
-    let (stop_tx, mut stop) = tokio::sync::watch::channel(false);
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = stack_with(router, false, Some(host.into()));
-    let g = graceful.clone();
-    let accept = tokio::spawn(async move {
-        let builder = auto::Builder::new(TokioExecutor::new());
+    let accept = accept_loop(listener, service, stop_rx, &graceful);
+    shutdown.await;
+    drain(vec![accept], stop_tx, graceful).await;
+    Ok(())
+}
+
+/// Accepts connections on `listener` and serves each with `service` (HTTP/1.1 and HTTP/2,
+/// with upgrades) until `stop` changes; the connections are watched by `graceful`.
+fn accept_loop<S>(
+    listener: TcpListener,
+    service: S,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    graceful: &Arc<GracefulShutdown>,
+) -> tokio::task::JoinHandle<()>
+where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Body>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let graceful = graceful.clone();
+    tokio::spawn(async move {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http2().max_concurrent_streams(Some(10_000)).adaptive_window(true);
         loop {
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
                     Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
                         tracing::warn!(error = %e, "accept failed");
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
@@ -115,24 +111,21 @@ pub async fn serve_pinned(
                     TowerToHyperService::new(service.clone()),
                 )
                 .into_owned();
-            let conn = g.watch(conn);
+            let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });
         }
-    });
-    shutdown.await;
-    drain(vec![accept], stop_tx, graceful).await;
-    Ok(())
+    })
 }
 
 /// Stops the accept loops, then waits (bounded) for the connections they opened.
 async fn drain(
     accept: Vec<tokio::task::JoinHandle<()>>,
     stop_tx: tokio::sync::watch::Sender<bool>,
-    graceful: std::sync::Arc<hyper_util::server::graceful::GracefulShutdown>,
+    graceful: Arc<GracefulShutdown>,
 ) {
     tracing::info!("shutting down: draining requests in flight");
     let _ = stop_tx.send(true);
@@ -140,7 +133,7 @@ async fn drain(
         let _ = a.await;
     }
     // The accept loops have ended, so this is the last handle.
-    let graceful = std::sync::Arc::into_inner(graceful).expect("accept loops have ended");
+    let graceful = Arc::into_inner(graceful).expect("accept loops have ended");
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::warn!(timeout = ?DRAIN, "shutdown timeout: closing the connections still open");
     }

@@ -38,9 +38,7 @@ use serde_json::{Value, json};
 use super::backend::{phase_of, replica_of};
 use super::desired::{self, Context, LABEL_REVISION};
 use super::{FIELD_MANAGER, FINALIZER, condition};
-use crate::autoscaler::{
-    Autoscaler, AutoscalerConfig, ComponentScaling, ScaleMetric, ScalingOptions, ScalingSpec,
-};
+use crate::autoscaler::{Autoscaler, AutoscalerConfig};
 use crate::backend::RevisionPhase;
 use crate::revision::{RevisionState, ServiceRevisions, Timestamp};
 use crate::routes::{Replica, RouteTable, ServiceRoute};
@@ -200,25 +198,6 @@ pub fn error_policy(obj: Arc<DynamicObject>, error: &Error, state: Arc<State>) -
 
 fn now() -> Timestamp {
     Timestamp::from_system(SystemTime::now())
-}
-
-fn scaling_spec(
-    config: &AutoscalerConfig,
-    spec: &Value,
-    annotations: &BTreeMap<String, String>,
-) -> Option<ScalingSpec> {
-    let int = |k: &str| spec.get(k).and_then(Value::as_i64);
-    let component = ComponentScaling {
-        min_replicas: int("minReplicas"),
-        max_replicas: int("maxReplicas"),
-        scale_target: int("scaleTarget"),
-        scale_metric: spec
-            .get("scaleMetric")
-            .and_then(Value::as_str)
-            .and_then(|m| m.parse::<ScaleMetric>().ok()),
-        container_concurrency: int("containerConcurrency"),
-    };
-    ScalingSpec::from_component(config, &component, annotations, &ScalingOptions::default()).ok()
 }
 
 /// Moves `name` towards the state its pods report, through `Loading` where the life cycle
@@ -445,11 +424,18 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
             let mut scalers = state.scalers.lock().expect("scalers");
             let scaler = match scalers.get_mut(rev) {
                 Some(s) => s,
-                None => match scaling_spec(&state.autoscaler, &revision.spec, &annotations) {
-                    Some(s) => scalers
+                None => match crate::platform::scaling_spec(
+                    &state.autoscaler,
+                    &revision.spec,
+                    &annotations,
+                ) {
+                    Ok(s) => scalers
                         .entry(rev.clone())
                         .or_insert_with(|| Autoscaler::new(&state.autoscaler, s, instant)),
-                    None => continue,
+                    Err(reason) => {
+                        tracing::warn!(revision = %rev, %reason, "not scaled: bad scaling settings");
+                        continue;
+                    }
                 },
             };
             scaler.tick(instant, ready, 0).desired

@@ -1092,8 +1092,9 @@ fn advance(revisions: &mut ServiceRevisions, revision: &str, target: RevisionSta
     }
 }
 
-/// A revision's scaling inputs from its component spec and the service's annotations.
-fn scaling_spec(
+/// A revision's scaling inputs from its component spec and the service's annotations (the
+/// Kubernetes controller resolves them the same way).
+pub(crate) fn scaling_spec(
     config: &AutoscalerConfig,
     spec: &Value,
     annotations: &BTreeMap<String, String>,
