@@ -113,9 +113,26 @@ impl Up {
                 .unwrap_or_else(|| panic!("no {k} in {line:?}"))
                 .to_owned()
         };
+        assert!(line.starts_with("oxserve up rest=http://"), "{line}");
+        assert!(line.contains(" grpc=127.0.0.1:"), "{line}");
         let (rest, grpc, api) = (field("rest="), field("grpc="), field("api="));
         std::thread::spawn(move || for _ in lines {});
         Up { child, rest, grpc, api }
+    }
+
+    /// The process id of `oxserve up`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The api URL of a `serving.kserve.io/v1beta1` InferenceService in `default`.
+    pub fn isvc_url(&self, name: &str) -> String {
+        self.object_url("serving.kserve.io/v1beta1", "inferenceservices", name)
+    }
+
+    /// Waits for `oxserve up` to exit after it was killed from outside.
+    pub fn wait_exited(&mut self) {
+        self.child.wait().expect("wait for oxserve up");
     }
 
     /// The api URL of a namespaced object: `GROUP/VERSION`, plural and name.

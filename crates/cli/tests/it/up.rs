@@ -4,77 +4,13 @@
 //! revisions and split, the lock refusing a second `up`, scale to zero and the cold start
 //! through the activator, and the `get`/`describe`/`delete`/`logs` commands.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::fixtures;
-
-/// A running `oxserve up`, stopped with SIGTERM when dropped.
-struct Up {
-    child: Child,
-    rest: String,
-    api: String,
-}
-
-impl Up {
-    fn start(state: &Path, config: Option<&Path>) -> Up {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_oxserve"));
-        cmd.arg("up")
-            .arg("--state-dir")
-            .arg(state)
-            .args(["--http-port", "0", "--grpc-port", "0", "--api-port", "0"])
-            .env("OXSERVE_LOG", "warn")
-            .stdout(Stdio::piped());
-        if let Some(c) = config {
-            cmd.arg("--config").arg(c);
-        }
-        let mut child = cmd.spawn().expect("spawn oxserve up");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = lines.next().expect("oxserve up exited before its line").unwrap();
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|f| f.strip_prefix(k))
-                .unwrap_or_else(|| panic!("no {k} in {line:?}"))
-                .to_owned()
-        };
-        assert!(line.starts_with("oxserve up rest=http://"), "{line}");
-        let (rest, api) = (field("rest="), field("api="));
-        assert!(line.contains(" grpc=127.0.0.1:"), "{line}");
-        std::thread::spawn(move || for _ in lines {});
-        Up { child, rest, api }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn isvc_url(&self, name: &str) -> String {
-        format!(
-            "{}/apis/serving.kserve.io/v1beta1/namespaces/default/inferenceservices/{name}",
-            self.api
-        )
-    }
-
-    /// SIGTERM; whether it exited 0.
-    fn stop(mut self) -> bool {
-        signal(self.child.id(), "-TERM");
-        self.child.wait().map(|s| s.success()).unwrap_or(false)
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if matches!(self.child.try_wait(), Ok(None)) {
-            signal(self.child.id(), "-TERM");
-            let _ = self.child.wait();
-        }
-    }
-}
+use crate::support::{Up, fixtures};
 
 fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").args([sig, &pid.to_string()]).status();
@@ -263,7 +199,7 @@ async fn apply_canary_promote_failed_canary_and_recovery_after_kill_9() {
     assert_eq!(replicas.len(), 2, "one replica per revision: {replicas:?}");
     signal(up.pid(), "-KILL");
     let mut up = up;
-    up.child.wait().unwrap();
+    up.wait_exited();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while replicas.iter().any(|p| alive(*p)) {
         assert!(std::time::Instant::now() < deadline, "replicas outlived up: {replicas:?}");
