@@ -1,5 +1,6 @@
-//! `cargo xtask fuzz [--target T] [--time S]`: runs the cargo-fuzz targets under `fuzz/`
-//! (installing cargo-fuzz when it is missing), each for S seconds from its working corpus
+//! `cargo xtask fuzz [--target T] [--time S] [--runs N]`: runs the cargo-fuzz targets under
+//! `fuzz/` (installing cargo-fuzz when it is missing), each for S seconds (or until N
+//! executions, whichever comes first) from its working corpus
 //! `fuzz/corpus/T` topped up with the committed seeds `fuzz/seeds/T`, and prints per target
 //! the executions, coverage and speed of libFuzzer's final `#N DONE cov: …` line. A crash
 //! fails the command and names the input libFuzzer saved under `fuzz/artifacts/T/`.
@@ -19,6 +20,9 @@ pub struct Args {
     /// Seconds per target.
     #[arg(long, default_value_t = 60)]
     time: u64,
+    /// Stop a target after this many executions even when its time is not up.
+    #[arg(long)]
+    runs: Option<u64>,
 }
 
 /// What one target's run gave.
@@ -61,6 +65,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
             .arg(&corpus)
             .arg("--")
             .arg(format!("-max_total_time={}", args.time))
+            .args(args.runs.map(|n| format!("-runs={n}")))
             .args(["-timeout=20", "-rss_limit_mb=3072", "-print_final_stats=1"])
             .stdout(Stdio::null())
             .stderr(File::create(&log)?)
