@@ -5,7 +5,9 @@
 //! header) and gRPC, a second version rolled out as a 10 % canary with the split counted
 //! from 200 requests by their `x-oxserve-revision`, the promotion, the scale to zero and the
 //! cold start's first answer with its latency. Every step prints the command a user would
-//! type to repeat it. `up` is stopped by PID at the end (or on Ctrl-C without `--once`).
+//! type to repeat it. `up` is stopped by PID at the end (or on Ctrl-C without `--once`),
+//! and it is started with a parent-death signal, so a demo killed by a signal of its own
+//! (SIGTERM, SIGKILL) takes `up` and its replicas down with it.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -97,8 +99,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         state.display(),
         config.display()
     );
-    let mut child = Command::new(&oxserve)
-        .arg("up")
+    let mut up = Command::new(&oxserve);
+    up.arg("up")
         .arg("--state-dir")
         .arg(&state)
         .arg("--config")
@@ -106,9 +108,20 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         .args(["--http-port", &http_port, "--grpc-port", &grpc_port, "--api-port", "0"])
         .env("OXSERVE_ONNXRUNTIME_LIB", &lib)
         .env("OXSERVE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting oxserve up")?;
+        .stdout(Stdio::piped());
+    // SAFETY: `prctl` is async-signal-safe and the closure touches nothing else.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        up.pre_exec(|| {
+            // `up` gets SIGTERM (and stops its replicas) when this process dies.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = up.spawn().context("starting oxserve up")?;
     let stdout = child.stdout.take().context("up's stdout")?;
     let guard = UpGuard { child, dir: dir.clone() };
     let mut lines = BufReader::new(stdout).lines();
