@@ -20,6 +20,9 @@ pub enum ErrorCode {
     Internal,
     /// The request's deadline passed before it ran (504 / DEADLINE_EXCEEDED).
     DeadlineExceeded,
+    /// The client took longer than allowed to send the request body (408; gRPC clients
+    /// get DEADLINE_EXCEEDED).
+    RequestTimeout,
 }
 
 impl ErrorCode {
@@ -33,6 +36,7 @@ impl ErrorCode {
             ErrorCode::Unimplemented => 501,
             ErrorCode::Unavailable => 503,
             ErrorCode::DeadlineExceeded => 504,
+            ErrorCode::RequestTimeout => 408,
         }
     }
 
@@ -45,7 +49,9 @@ impl ErrorCode {
             ErrorCode::Internal => tonic::Code::Internal,
             ErrorCode::Unimplemented => tonic::Code::Unimplemented,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
-            ErrorCode::DeadlineExceeded => tonic::Code::DeadlineExceeded,
+            ErrorCode::DeadlineExceeded | ErrorCode::RequestTimeout => {
+                tonic::Code::DeadlineExceeded
+            }
         }
     }
 
@@ -59,6 +65,7 @@ impl ErrorCode {
             ErrorCode::Unimplemented => "unimplemented",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 }

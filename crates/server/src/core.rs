@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use oxserve_protocol::extensions::{ModelIndexEntry, ModelState as IndexState};
 use oxserve_protocol::{InferRequest, InferResponse, ModelMetadata, ServerMetadata, Tensor};
 
+use crate::admission::{Admission, AdmissionLimits, Admitted};
 use crate::batcher::{Batcher, BatcherConfig};
 use crate::error::{Error, Result};
 use crate::explain::kernel::KernelExplainer;
@@ -92,9 +93,21 @@ pub struct ModelVersion {
     batcher: Option<Batcher>,
     metrics: ModelMetrics,
     explainer: VersionExplainer,
+    admission: Admission,
 }
 
 impl ModelVersion {
+    /// Takes one of this version's in-flight slots, waiting in its bounded queue when all
+    /// are busy; a full queue sheds the request (503, counted in `requests_shed`). The
+    /// frontends hold the slot from before the body is read until the response is built.
+    pub async fn admit(&self) -> Result<Admitted> {
+        let admitted = self.admission.admit(&self.name).await;
+        if admitted.is_err() {
+            self.metrics.observe_shed();
+        }
+        admitted
+    }
+
     /// Runs one inference request end to end on this version and records its metrics and
     /// statistics ([`Core::infer`] after looking the version up).
     pub async fn infer(&self, request: InferRequest, protocol: Protocol) -> Result<InferResponse> {
@@ -265,6 +278,8 @@ pub struct ModelEntry {
 pub struct CoreConfig {
     pub server_name: String,
     pub server_version: String,
+    /// In-flight and queue bounds of every model version.
+    pub admission: AdmissionLimits,
 }
 
 impl Default for CoreConfig {
@@ -272,6 +287,7 @@ impl Default for CoreConfig {
         CoreConfig {
             server_name: "oxserve".into(),
             server_version: env!("CARGO_PKG_VERSION").into(),
+            admission: AdmissionLimits::default(),
         }
     }
 }
@@ -619,6 +635,7 @@ impl Core {
             batcher,
             metrics: self.metrics.for_model(name, version),
             explainer,
+            admission: Admission::new(self.config.admission),
         })
     }
 

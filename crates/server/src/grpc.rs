@@ -1,6 +1,10 @@
 //! The gRPC frontend: `inference.GRPCInferenceService` (Triton's numbering) over the shared
 //! [`Core`], every RPC including streaming inference and the extensions; explanations are
 //! `ModelInfer` requests with the parameter `explain: true` ([`EXPLAIN_PARAMETER`]).
+//!
+//! Limits: a message over the body limit is refused by tonic's decoder before it is
+//! buffered, answered RESOURCE_EXHAUSTED ([`too_large_is_resource_exhausted`]); inference
+//! takes a slot of the model's admission gate, and a full gate answers UNAVAILABLE.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -48,21 +52,45 @@ impl GrpcFrontend {
     ) -> Result<pb::ModelInferResponse, Error> {
         let mut decoded = codec::decode_infer_request(request)?;
         let version = non_empty(&decoded.model_version);
+        let served = self.core.version(&decoded.model_name, version)?;
+        let _admitted = served.admit().await?;
         // `explain: true` asks for the explanation with the prediction (REST's `/explain`).
         if let Some(flag) = decoded.request.parameters.remove(EXPLAIN_PARAMETER) {
             let explain = flag.as_bool().ok_or_else(|| {
                 Error::invalid(format!("parameter \"{EXPLAIN_PARAMETER}\" must be a bool"))
             })?;
             if explain {
-                let served = self.core.version(&decoded.model_name, version)?;
                 let explained = served.explain(decoded.request, Protocol::Grpc).await?;
                 return Ok(codec::encode_infer_response(explained.response, decoded.raw));
             }
         }
-        let response =
-            self.core.infer(&decoded.model_name, version, decoded.request, Protocol::Grpc).await?;
+        let response = served.infer(decoded.request, Protocol::Grpc).await?;
         Ok(codec::encode_infer_response(response, decoded.raw))
     }
+}
+
+/// tonic answers a message over `max_decoding_message_size` with OUT_OF_RANGE; gRPC's own
+/// implementations (and its status code table: "message larger than configured max")
+/// answer RESOURCE_EXHAUSTED, which is what clients check for, so the code is rewritten.
+/// The refusal of a unary call is a trailers-only response, its status in the headers.
+pub fn too_large_is_resource_exhausted<S, B>(
+    service: S,
+) -> tower::util::MapResponse<S, fn(http::Response<B>) -> http::Response<B>>
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
+{
+    fn rewrite<B>(mut response: http::Response<B>) -> http::Response<B> {
+        let headers = response.headers_mut();
+        let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
+            && headers
+                .get("grpc-message")
+                .is_some_and(|m| m.as_bytes().windows(9).any(|w| w == b"too large"));
+        if too_large {
+            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        }
+        response
+    }
+    tower::ServiceExt::map_response(service, rewrite as fn(_) -> _)
 }
 
 fn non_empty(s: &str) -> Option<&str> {

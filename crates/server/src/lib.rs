@@ -1,6 +1,8 @@
 //! The oxserve model server: a model repository, runtimes, a per-model batcher and REST +
 //! gRPC frontends over one inference core.
 
+pub mod accept;
+pub mod admission;
 pub mod batcher;
 pub mod core;
 pub mod error;

@@ -1,6 +1,7 @@
 //! Prometheus metrics: per-model request counts by outcome, latency, queue time and batch
 //! size, and explanations counted apart from inferences (`explain_requests`,
-//! `explain_duration_seconds`), encoded for `GET /metrics`.
+//! `explain_duration_seconds`), requests shed by admission (`requests_shed`), encoded for
+//! `GET /metrics`.
 //!
 //! Label lookups hash and allocate, so each loaded model version resolves its handles once
 //! ([`Metrics::for_model`]) and the request path only touches atomics.
@@ -70,6 +71,14 @@ pub struct Metrics {
     models_loaded: Gauge,
     explain_requests: Family<RequestLabels, Counter>,
     explain_latency: HistogramFamily,
+    shed: Family<ShedLabels, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ShedLabels {
+    model: String,
+    version: String,
+    reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -127,6 +136,12 @@ impl Metrics {
             "Time from decoded explanation request to response, per model",
             explain_latency.clone(),
         );
+        let shed = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "requests_shed",
+            "Requests refused with 503 before any work because the model's in-flight slots and queue were full",
+            shed.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -137,6 +152,7 @@ impl Metrics {
             models_loaded,
             explain_requests,
             explain_latency,
+            shed,
         }
     }
 
@@ -164,6 +180,11 @@ impl Metrics {
             in_flight: self.in_flight.get_or_create_owned(&labels),
             explain_requests: self.explain_requests.clone(),
             explain_latency: self.explain_latency.get_or_create_owned(&labels),
+            shed_queue_full: self.shed.get_or_create_owned(&ShedLabels {
+                model: model.to_owned(),
+                version: version.to_owned(),
+                reason: "queue_full",
+            }),
         }
     }
 
@@ -196,6 +217,7 @@ pub struct ModelMetrics {
     in_flight: Gauge,
     explain_requests: Family<RequestLabels, Counter>,
     explain_latency: Histogram,
+    shed_queue_full: Counter,
 }
 
 /// Counts a request as in flight until dropped.
@@ -262,6 +284,11 @@ impl ModelMetrics {
         self.explain_latency.observe(elapsed.as_secs_f64());
     }
 
+    /// Counts one request shed because the model's slots and queue were full.
+    pub fn observe_shed(&self) {
+        self.shed_queue_full.inc();
+    }
+
     /// Records one batched execution as seen by one request.
     pub fn observe_batch(&self, queue_time: Duration, batch_size: usize) {
         self.queue.observe(queue_time.as_secs_f64());
@@ -284,6 +311,7 @@ mod tests {
             Duration::from_millis(1),
         );
         m.observe_batch(Duration::from_micros(10), 4);
+        m.observe_shed();
         let guard = m.in_flight();
         assert!(
             metrics.encode().contains(r#"oxserve_inflight_requests{model="iris",version="1"} 1"#)
@@ -297,6 +325,12 @@ mod tests {
         assert!(text.contains(r#"protocol="grpc",outcome="invalid_argument"} 1"#), "{text}");
         assert!(text.contains(r#"oxserve_batch_size_count{model="iris",version="1"} 1"#), "{text}");
         assert!(text.contains("oxserve_models_loaded 1"), "{text}");
+        assert!(
+            text.contains(
+                r#"oxserve_requests_shed_total{model="iris",version="1",reason="queue_full"} 1"#
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(r#"oxserve_inflight_requests{model="iris",version="1"} 0"#),
             "{text}"

@@ -4,7 +4,9 @@
 //! [`service`] that matches the inference routes ahead of it.
 //!
 //! The request path: the inference route is matched → the model version is looked up (404
-//! before the body is read) → the body is read up to the configured limit (413 beyond it) →
+//! before the body is read) → a slot of the model's admission gate is taken (503 +
+//! `Retry-After` when its queue is full) → the body is read up to the configured limit (413
+//! beyond it) within the body read timeout (408 and the connection closed beyond it) →
 //! the codec decodes and validates tensors → [`ModelVersion::infer`] → the codec encodes
 //! the response (JSON, or JSON + binary parts).
 //!
@@ -34,6 +36,10 @@ mod service;
 /// Default request body limit: 64 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// Default time a request body may take to arrive in full: a 64 MiB body at 10 Mbit/s
+/// takes about 54 s.
+pub const DEFAULT_BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// `Inference-Header-Content-Length` as a ready header name: looking a header up by a
 /// `&str` parses the name on every call.
 static INFERENCE_HEADER: HeaderName =
@@ -44,6 +50,32 @@ static INFERENCE_HEADER: HeaderName =
 pub struct RestState {
     pub core: Arc<Core>,
     pub max_body_bytes: usize,
+    /// How long a request body may take to arrive in full (408 beyond it).
+    pub body_read_timeout: std::time::Duration,
+}
+
+impl RestState {
+    /// State with the default body limit and read timeout.
+    pub fn new(core: Arc<Core>) -> RestState {
+        RestState {
+            core,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
+        }
+    }
+
+    /// Reads a request body within this server's size and time bounds.
+    async fn read_body(&self, body: Body, headers: &HeaderMap) -> Result<Bytes, ApiError> {
+        let timeout = self.body_read_timeout;
+        tokio::time::timeout(timeout, read_body(body, headers, self.max_body_bytes))
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApiError(ProtocolError::new(
+                    ErrorCode::RequestTimeout,
+                    format!("the request body did not arrive within {} s", timeout.as_secs_f64()),
+                )))
+            })
+    }
 }
 
 /// Builds the REST router; tests call it with `oneshot`, and [`service`] puts it behind the
@@ -95,7 +127,23 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        json_response(status, self.0.to_json_body().into_bytes())
+        let mut r = json_response(status, self.0.to_json_body().into_bytes());
+        match self.0.code {
+            // Overload and not-ready are transient: tell the client when to come back.
+            ErrorCode::Unavailable => {
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::admission::RETRY_AFTER_SECS),
+                );
+            }
+            // The rest of a body that stopped arriving is never read: the connection
+            // cannot carry another request.
+            ErrorCode::RequestTimeout => {
+                r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        r
     }
 }
 
@@ -179,10 +227,11 @@ async fn infer_model(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult {
-    // Unknown models answer 404 before the body is read or decoded.
+    // Unknown models answer 404, and an overloaded one 503, before the body is read.
     let served = s.core.version(model, version)?;
+    let _admitted = served.admit().await?;
     let header_length = header_length(headers)?;
-    let body = read_body(body, headers, s.max_body_bytes).await?;
+    let body = s.read_body(body, headers).await?;
     let request = if header_length == Some(0) {
         // Raw binary request: the body is the data of the model's only input.
         let [input] = served.metadata.inputs.as_slice() else {
@@ -212,8 +261,9 @@ async fn explain(
     body: Body,
 ) -> ApiResult {
     let served = s.core.version(&model, version.as_deref())?;
+    let _admitted = served.admit().await?;
     let header_length = header_length(&headers)?;
-    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    let body = s.read_body(body, &headers).await?;
     let request = if header_length == Some(0) {
         let [input] = served.metadata.inputs.as_slice() else {
             return Err(ProtocolError::invalid(format!(
@@ -312,7 +362,7 @@ async fn model_stats(State(s): State<RestState>, Path(p): Path<ModelPath>) -> Ap
 }
 
 async fn repository_index(State(s): State<RestState>, headers: HeaderMap, body: Body) -> ApiResult {
-    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    let body = s.read_body(body, &headers).await?;
     let ready_only = extensions::parse_index_request(&body)?;
     json(&extensions::repository_index(&s.core, ready_only))
 }
@@ -324,7 +374,7 @@ async fn repository_action(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
-    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    let body = s.read_body(body, &headers).await?;
     extensions::parse_load_request(&body)?;
     match action.as_str() {
         "load" => s.core.load(&model).await?,
@@ -383,14 +433,15 @@ async fn v1_action(
         }
     };
     let served = s.core.version(model, None)?;
-    let body = read_body(body, &headers, s.max_body_bytes).await?;
+    let _admitted = served.admit().await?;
+    let body = s.read_body(body, &headers).await?;
     let request: InferRequest = v1::decode_predict(&body, &served.metadata.inputs)?;
     if explain {
         let explained = served.explain(request, Protocol::V1).await?;
         let body = v1_explanation(&explained)?;
         return Ok(json_response(StatusCode::OK, body));
     }
-    let response = s.core.infer(model, None, request, Protocol::V1).await?;
+    let response = served.infer(request, Protocol::V1).await?;
     Ok(json_response(StatusCode::OK, v1::encode_predict(&response)))
 }
 

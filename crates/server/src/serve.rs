@@ -5,10 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::ServiceExt;
-use axum::serve::ListenerExt;
+use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
+use crate::accept::{ConnectionLimits, accept_loop};
 use crate::core::Core;
 use crate::grpc::GrpcFrontend;
 use crate::rest::{self, RestState};
@@ -24,6 +25,11 @@ pub struct Listeners {
 pub struct ServeOptions {
     /// Request body (REST) and message (gRPC) limit in bytes.
     pub max_body_bytes: usize,
+    /// Time a REST request body may take to arrive in full (408 and the connection closed
+    /// beyond it).
+    pub body_read_timeout: Duration,
+    /// Open connections, request head size and head read timeout.
+    pub connections: ConnectionLimits,
     /// How long shutdown waits for requests in flight and open connections before closing
     /// them anyway.
     pub shutdown_timeout: Duration,
@@ -33,6 +39,8 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             max_body_bytes: rest::DEFAULT_MAX_BODY_BYTES,
+            body_read_timeout: rest::DEFAULT_BODY_READ_TIMEOUT,
+            connections: ConnectionLimits::default(),
             shutdown_timeout: Duration::from_secs(30),
         }
     }
@@ -46,43 +54,53 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-    let app =
-        rest::service(RestState { core: core.clone(), max_body_bytes: options.max_body_bytes });
-    // Small responses must not wait for Nagle's algorithm.
-    let http_listener = listeners.http.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let http = tokio::spawn(
-        axum::serve(http_listener, app.into_make_service())
-            .with_graceful_shutdown(stopped())
-            .into_future(),
-    );
-    let grpc = listeners.grpc.map(|listener| {
-        let service = GrpcFrontend::new(core.clone()).service(options.max_body_bytes);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .tcp_nodelay(true)
-                .add_service(service)
-                .serve_with_incoming_shutdown(incoming, stopped()),
+    let graceful = Arc::new(GracefulShutdown::new());
+    // One pool of connection slots for both ports.
+    let slots = options.connections.slots();
+    let app = rest::service(RestState {
+        core: core.clone(),
+        max_body_bytes: options.max_body_bytes,
+        body_read_timeout: options.body_read_timeout,
+    })
+    .map_request(|r: http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new));
+    let mut accept = vec![accept_loop(
+        listeners.http,
+        app,
+        false,
+        &options.connections,
+        slots.clone(),
+        stop_rx.clone(),
+        &graceful,
+    )];
+    if let Some(listener) = listeners.grpc {
+        let service = tonic::service::Routes::new(
+            GrpcFrontend::new(core.clone()).service(options.max_body_bytes),
         )
-    });
+        .prepare();
+        let service = crate::grpc::too_large_is_resource_exhausted(service);
+        accept.push(accept_loop(
+            listener,
+            service,
+            true,
+            &options.connections,
+            slots,
+            stop_rx.clone(),
+            &graceful,
+        ));
+    }
     shutdown.await;
     tracing::info!("shutting down: draining requests in flight");
     let _ = stop_tx.send(true);
     let drain = async {
-        let http_result = http.await.map_err(std::io::Error::other)?;
-        if let Some(grpc) = grpc {
-            grpc.await.map_err(std::io::Error::other)?.map_err(std::io::Error::other)?;
+        for a in accept {
+            let _ = a.await;
+        }
+        // The accept loops have ended, so this is the last handle.
+        if let Some(graceful) = Arc::into_inner(graceful) {
+            graceful.shutdown().await;
         }
         core.shutdown().await;
-        http_result
+        Ok(())
     };
     match tokio::time::timeout(options.shutdown_timeout, drain).await {
         Ok(result) => result,

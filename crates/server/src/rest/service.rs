@@ -177,7 +177,7 @@ mod tests {
             std::sync::Arc::new(crate::core::Core::new(Default::default(), Some(repository)));
         core.load_all().await;
         let version = core.version("xgb-binary", None).unwrap().version.clone();
-        let state = RestState { core, max_body_bytes: 4096 };
+        let state = RestState { max_body_bytes: 4096, ..RestState::new(core) };
 
         let row = "[0.5,1.5,-2.0,3.25,0.0,1.0,2.0,-1.0,0.25,4.0]";
         let good = format!(

@@ -72,7 +72,7 @@ pub fn repository() -> tempfile::TempDir {
 pub async fn core(repo: &Path) -> (Arc<Core>, RestState) {
     let core = Arc::new(Core::new(CoreConfig::default(), Some(Repository::open(repo).unwrap())));
     core.load_all().await;
-    let state = RestState { core: core.clone(), max_body_bytes: rest::DEFAULT_MAX_BODY_BYTES };
+    let state = RestState::new(core.clone());
     (core, state)
 }
 
