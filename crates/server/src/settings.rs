@@ -267,11 +267,10 @@ impl ModelSettings {
             .map_err(|e| Error::load(model, format!("{SETTINGS_FILE}: {e}")))?;
         let bad = |msg: String| Error::load(model, format!("{SETTINGS_FILE}: {msg}"));
         let seconds = |field: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(Duration::from_secs_f64(v))
-            } else {
-                Err(bad(format!("{field} must be a non-negative number of seconds, got {v}")))
-            }
+            // `try_from` refuses what `Duration` cannot hold (1e30 s) as well as NaN and < 0.
+            Duration::try_from_secs_f64(v).map_err(|_| {
+                bad(format!("{field} must be a non-negative number of seconds, got {v}"))
+            })
         };
         let max_batch_time = seconds("max_batch_time", raw.max_batch_time.unwrap_or(0.0))?;
         let timeout = raw.timeout.map(|t| seconds("timeout", t)).transpose()?;
@@ -348,6 +347,17 @@ mod tests {
                 .unwrap_err()
                 .to_string();
         assert!(e.contains("preferred batch size 8"), "{e}");
+    }
+
+    /// Found by the `model_settings` fuzz target: a number of seconds too big for a
+    /// `Duration` panicked in `Duration::from_secs_f64` instead of being refused.
+    #[test]
+    fn refuses_a_time_too_big_for_a_duration() {
+        for field in ["timeout", "max_batch_time"] {
+            let json = format!(r#"{{"{field}": 5555555555555555555555555555}}"#);
+            let e = ModelSettings::parse(json.as_bytes(), "m").unwrap_err().to_string();
+            assert!(e.contains(&format!("{field} must be a non-negative number")), "{e}");
+        }
     }
 
     #[test]
