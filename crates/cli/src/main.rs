@@ -5,6 +5,7 @@ mod apply;
 #[cfg(feature = "kubernetes")]
 mod controller;
 mod infer;
+mod limits;
 mod pull;
 mod resources;
 mod router;

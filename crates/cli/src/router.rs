@@ -38,6 +38,8 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, env = "OXSERVE_THREADS")]
     threads: Option<usize>,
+    #[command(flatten)]
+    connections: crate::limits::ConnectionArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -51,7 +53,9 @@ pub fn run(args: Args) -> Result<()> {
         max_body_bytes,
         routes_poll_interval,
         threads,
+        connections,
     } = args;
+    let (connections, body_read_timeout) = connections.resolve()?;
     let poll = Duration::try_from_secs_f64(routes_poll_interval)
         .ok()
         .filter(|d| !d.is_zero())
@@ -66,8 +70,16 @@ pub fn run(args: Args) -> Result<()> {
     }
     let runtime = runtime.build().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let config =
-            RouterConfig { domain, queue_depth, max_body_bytes, ..RouterConfig::default() };
+        let config = RouterConfig {
+            domain,
+            queue_depth,
+            max_body_bytes,
+            max_connections: connections.max_connections,
+            max_header_bytes: connections.max_header_bytes,
+            header_read_timeout: connections.header_read_timeout,
+            body_read_timeout,
+            ..RouterConfig::default()
+        };
         let (router, mut events) = Router::new(config);
         router.update(&table)?;
         // Standalone mode has no autoscaler: the events are only logged.

@@ -37,6 +37,10 @@ pub struct Args {
     /// Seconds shutdown waits for requests in flight before closing connections anyway.
     #[arg(long, env = "OXSERVE_SHUTDOWN_TIMEOUT", default_value_t = 30.0)]
     shutdown_timeout: f64,
+    #[command(flatten)]
+    connections: crate::limits::ConnectionArgs,
+    #[command(flatten)]
+    admission: crate::limits::AdmissionArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -49,7 +53,11 @@ pub fn run(args: Args) -> Result<()> {
         max_body_bytes,
         threads,
         shutdown_timeout,
+        connections,
+        admission,
     } = args;
+    let (connections, body_read_timeout) = connections.resolve()?;
+    let admission = admission.resolve()?;
     let shutdown_timeout = Duration::try_from_secs_f64(shutdown_timeout).map_err(|_| {
         anyhow::anyhow!("--shutdown-timeout must be a non-negative number of seconds")
     })?;
@@ -73,7 +81,7 @@ pub fn run(args: Args) -> Result<()> {
                     .with_context(|| format!("binding gRPC port {host}:{grpc_port}"))?,
             )
         };
-        let core = Arc::new(Core::new(CoreConfig::default(), Some(repository)));
+        let core = Arc::new(Core::new(CoreConfig { admission, ..CoreConfig::default() }, Some(repository)));
         core.load_all().await;
         // One machine-readable line on stdout so scripts and tests can find the ports.
         let rest_addr = http.local_addr()?;
@@ -87,7 +95,7 @@ pub fn run(args: Args) -> Result<()> {
                 Some(reason) => tracing::warn!(model = %entry.name, %reason, "not serving"),
             }
         }
-        serve(Listeners { http, grpc }, core, ServeOptions { max_body_bytes, shutdown_timeout }, shutdown_signal())
+        serve(Listeners { http, grpc }, core, ServeOptions { max_body_bytes, body_read_timeout, connections, shutdown_timeout }, shutdown_signal())
             .await
             .context("serving")?;
         tracing::info!("stopped");

@@ -1,6 +1,7 @@
 //! The body types of the request path: one boxed body for requests and responses, a body
 //! that replays bytes the router has already read (a gRPC message's first bytes) ahead of
-//! the rest of the stream, and a body that holds guards until a response has been sent.
+//! the rest of the stream, a body that holds guards until a response has been sent, and a
+//! body that must arrive in full within a time bound (slow clients cannot hold a replica).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -115,6 +116,53 @@ where
     }
 }
 
+/// The error a [`Deadline`] body ends with when the time runs out.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {} s", .0.as_secs_f64())]
+pub struct BodyTimedOut(pub std::time::Duration);
+
+/// A body that must be read to its end within `limit` of its first poll (so time spent
+/// waiting in the activator before anything reads the body does not count).
+pub struct Deadline<B> {
+    inner: B,
+    limit: std::time::Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<B> Deadline<B> {
+    pub fn new(inner: B, limit: std::time::Duration) -> Deadline<B> {
+        Deadline { inner, limit, sleep: None }
+    }
+}
+
+impl<B> HttpBody for Deadline<B>
+where
+    B: HttpBody<Data = Bytes, Error = BoxError> + Unpin,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let limit = self.limit;
+        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        if sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Some(Err(Box::new(BodyTimedOut(limit)))));
+        }
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +176,20 @@ mod tests {
         assert_eq!(body.size_hint().exact(), Some(4));
         let all = body.collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], b"abcd");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_deadline_body_ends_with_an_error_when_time_runs_out() {
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Frame<Bytes>, BoxError>>(1);
+        let stream = http_body_util::StreamBody::new(rx);
+        let body = Deadline::new(boxed(stream), std::time::Duration::from_secs(5));
+        tx.try_send(Ok(Frame::data(Bytes::from_static(b"a")))).unwrap();
+        let err = body.collect().await.err().expect("the body never ends, so it times out");
+        assert!(err.is::<BodyTimedOut>(), "{err}");
+        drop(tx);
+        let done =
+            Deadline::new(full(Bytes::from_static(b"ok")), std::time::Duration::from_secs(5));
+        assert_eq!(&done.collect().await.unwrap().to_bytes()[..], b"ok");
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! How the router runs: the domain its hosts live under, the activator's bounds, the body
-//! limit and the sampling period. What to route lives in the [`RouteTable`].
+//! limit and the sampling period, and the connection bounds that keep slow or greedy
+//! clients from holding it. What to route lives in the [`RouteTable`].
 //!
 //! [`RouteTable`]: oxserve_controller::routes::RouteTable
 
@@ -24,6 +25,16 @@ pub struct RouterConfig {
     /// Capacity of the event channel to the autoscaler (events beyond it are dropped and
     /// counted rather than blocking a request).
     pub event_capacity: usize,
+    /// Open client connections at most (every listener together); beyond it the accept
+    /// loops wait until one closes.
+    pub max_connections: usize,
+    /// Largest request head (request line + headers) in bytes; beyond it HTTP/1 answers 431.
+    pub max_header_bytes: usize,
+    /// Time a client has to send its request head before the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Time a REST request body may take to arrive in full (408 and the connection closed
+    /// beyond it). gRPC bodies are streams and are not bounded this way.
+    pub body_read_timeout: Duration,
 }
 
 /// Knative's activator default.
@@ -38,6 +49,10 @@ impl Default for RouterConfig {
             sample_interval: Duration::from_secs(1),
             readiness_poll_interval: Duration::from_millis(15),
             event_capacity: 4096,
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
         }
     }
 }

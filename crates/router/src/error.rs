@@ -22,6 +22,9 @@ pub enum RouteError {
     /// The activator's queue for the revision is full.
     #[error("{0}")]
     QueueFull(String),
+    /// The client did not send its request body within the body read timeout.
+    #[error("{0}")]
+    BodyTimeout(String),
     /// The request waited (and ran) longer than its revision's timeout.
     #[error("{0}")]
     Timeout(String),
@@ -50,6 +53,7 @@ impl RouteError {
             RouteError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RouteError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RouteError::QueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RouteError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             RouteError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             RouteError::BadGateway(_) => StatusCode::BAD_GATEWAY,
         }
@@ -62,6 +66,7 @@ impl RouteError {
             RouteError::BadRequest(_) => 3,      // INVALID_ARGUMENT
             RouteError::PayloadTooLarge(_) => 8, // RESOURCE_EXHAUSTED
             RouteError::QueueFull(_) => 14,      // UNAVAILABLE
+            RouteError::BodyTimeout(_) => 4,     // DEADLINE_EXCEEDED
             RouteError::Timeout(_) => 4,         // DEADLINE_EXCEEDED
             RouteError::BadGateway(_) => 14,     // UNAVAILABLE
         }
@@ -74,6 +79,7 @@ impl RouteError {
             RouteError::BadRequest(_) => "bad_request",
             RouteError::PayloadTooLarge(_) => "too_large",
             RouteError::QueueFull(_) => "queue_full",
+            RouteError::BodyTimeout(_) => "body_timeout",
             RouteError::Timeout(_) => "timeout",
             RouteError::BadGateway(_) => "bad_gateway",
         }
@@ -94,6 +100,20 @@ impl RouteError {
         };
         if let Some(rev) = revision.and_then(|r| HeaderValue::from_str(r).ok()) {
             response.headers_mut().insert(crate::REVISION_HEADER, rev);
+        }
+        match self {
+            // A full queue is transient: tell the client when to come back.
+            RouteError::QueueFull(_) => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The rest of a body that stopped arriving is never read, so the connection
+            // cannot carry another request.
+            RouteError::BodyTimeout(_) if !grpc => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }
@@ -138,6 +158,19 @@ mod tests {
         assert_eq!(grpc.headers()["grpc-status"], "5");
         assert_eq!(grpc.headers()["grpc-message"], "no service for host \"x\"");
         assert_eq!(grpc.headers()[crate::REVISION_HEADER], "iris-1");
+    }
+
+    #[test]
+    fn a_full_queue_says_when_to_retry_and_a_body_timeout_closes() {
+        let full = RouteError::QueueFull("queue is full".into()).into_response(false, None);
+        assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(full.headers()[header::RETRY_AFTER], "1");
+        let full = RouteError::QueueFull("queue is full".into()).into_response(true, None);
+        assert_eq!(full.headers()["grpc-status"], "14");
+        assert_eq!(full.headers()[header::RETRY_AFTER], "1");
+        let slow = RouteError::BodyTimeout("too slow".into()).into_response(false, None);
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(slow.headers()[header::CONNECTION], "close");
     }
 
     #[test]

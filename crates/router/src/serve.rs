@@ -1,17 +1,26 @@
 //! Runs the router on already-bound listeners until a shutdown future resolves, then
 //! drains: stop accepting, let requests in flight finish (bounded), close.
+//!
+//! The accept loops share one pool of connection slots (`max_connections`): when it is
+//! empty they stop accepting and new connections wait in the kernel's listen backlog
+//! rather than being accepted and closed. A connection that sends nothing within the
+//! header read timeout is closed before any protocol state is built for it, an HTTP/1 head
+//! that trickles is cut by hyper's `header_read_timeout`, and a head over
+//! `max_header_bytes` answers 431.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::body::Body;
+use crate::config::RouterConfig;
 use crate::router::Router;
 use crate::service::{stack, stack_with};
 
@@ -37,10 +46,17 @@ pub async fn serve(
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut accept = Vec::new();
+    let slots = connection_slots(&router.shared.config);
     for (listener, grpc) in
         std::iter::once((listeners.http, false)).chain(listeners.grpc.map(|g| (g, true)))
     {
-        accept.push(accept_loop(listener, stack(router.clone(), grpc), stop_rx.clone(), &graceful));
+        accept.push(accept_loop(
+            listener,
+            stack(router.clone(), grpc),
+            (&router.shared.config, slots.clone()),
+            stop_rx.clone(),
+            &graceful,
+        ));
     }
     shutdown.await;
     drain(accept, stop_tx, graceful).await;
@@ -62,18 +78,27 @@ pub async fn serve_pinned(
 ) -> std::io::Result<()> {
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let service = stack_with(router, false, Some(host.into()));
-    let accept = accept_loop(listener, service, stop_rx, &graceful);
+    let slots = connection_slots(&router.shared.config);
+    let limits = (&router.shared.config, slots);
+    let service = stack_with(router.clone(), false, Some(host.into()));
+    let accept = accept_loop(listener, service, limits, stop_rx, &graceful);
     shutdown.await;
     drain(vec![accept], stop_tx, graceful).await;
     Ok(())
 }
 
+/// The connection slots of one set of listeners.
+fn connection_slots(config: &RouterConfig) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(config.max_connections.max(1)))
+}
+
 /// Accepts connections on `listener` and serves each with `service` (HTTP/1.1 and HTTP/2,
-/// with upgrades) until `stop` changes; the connections are watched by `graceful`.
+/// with upgrades) until `stop` changes; the connections are watched by `graceful`, and each
+/// holds one of the slots while open.
 fn accept_loop<S>(
     listener: TcpListener,
     service: S,
+    (config, slots): (&RouterConfig, Arc<Semaphore>),
     mut stop: tokio::sync::watch::Receiver<bool>,
     graceful: &Arc<GracefulShutdown>,
 ) -> tokio::task::JoinHandle<()>
@@ -88,10 +113,30 @@ where
     S::Future: Send + 'static,
 {
     let graceful = graceful.clone();
+    let (header_timeout, max_header_bytes) = (config.header_read_timeout, config.max_header_bytes);
     tokio::spawn(async move {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http2().max_concurrent_streams(Some(10_000)).adaptive_window(true);
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            // The head must fit in the read buffer; hyper's smallest is 8 KiB.
+            .max_buf_size(max_header_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
+            .max_concurrent_streams(Some(10_000))
+            .adaptive_window(true);
+        let builder = Arc::new(builder);
         loop {
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                _ = stop.changed() => break,
+            };
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -105,15 +150,28 @@ where
                 _ = stop.changed() => break,
             };
             let _ = stream.set_nodelay(true);
-            let conn = builder
-                .serve_connection_with_upgrades(
-                    TokioIo::new(stream),
-                    TowerToHyperService::new(service.clone()),
-                )
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let (builder, service) = (builder.clone(), service.clone());
+            let (watcher, mut stopped) = (graceful.watcher(), stop.clone());
             tokio::spawn(async move {
-                if let Err(e) = conn.await {
+                let _slot = slot;
+                // Nothing sent at all: closed without building any protocol state (hyper's
+                // header timeout starts with the first byte).
+                let mut first = [0u8; 1];
+                tokio::select! {
+                    peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => {
+                        if !matches!(peeked, Ok(Ok(n)) if n > 0) {
+                            return;
+                        }
+                    }
+                    _ = stopped.changed() => return,
+                }
+                let conn = builder
+                    .serve_connection_with_upgrades(
+                        TokioIo::new(stream),
+                        TowerToHyperService::new(service),
+                    )
+                    .into_owned();
+                if let Err(e) = watcher.watch(conn).await {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
             });

@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use tower::{Service, ServiceBuilder};
 
 use crate::activator::{InFlight, Permit, Refused, Revision};
-use crate::body::{Body, Guarded, Prefixed, boxed, full};
+use crate::body::{Body, BodyTimedOut, Deadline, Guarded, Prefixed, boxed, full};
 use crate::error::RouteError;
 use crate::grpc;
 use crate::router::{Router, Shared};
@@ -68,8 +68,13 @@ pub fn stack_with(
         .map_request(|req: Request<hyper::body::Incoming>| req.map(boxed))
         // Every failure becomes the client's error shape here: `{"error"}` or grpc-status.
         .layer_fn(|inner| Respond { inner, shared: shared.clone(), grpc_port })
-        // A body over the limit is refused before any replica sees a byte.
-        .layer_fn(|inner| LimitBody { inner, max: shared.config.max_body_bytes })
+        // A body over the limit is refused before any replica sees a byte, and one that
+        // trickles in slower than the body read timeout is cut off (408).
+        .layer_fn(|inner| LimitBody {
+            inner,
+            max: shared.config.max_body_bytes,
+            timeout: shared.config.body_read_timeout,
+        })
         // Which service: host, tag host, REST path or the first gRPC message's model name.
         .layer_fn(|inner| Resolve { inner, shared: shared.clone(), pinned: pinned.clone() })
         // The router's own endpoints (health, metadata, metrics) when no service is named.
@@ -168,6 +173,7 @@ impl<S: Inner> Service<Req> for Respond<S> {
 struct LimitBody<S> {
     inner: S,
     max: usize,
+    timeout: std::time::Duration,
 }
 
 impl<S: Inner> Service<Req> for LimitBody<S> {
@@ -194,10 +200,14 @@ impl<S: Inner> Service<Req> for LimitBody<S> {
         // of messages (ModelStreamInfer may run for hours): the first message's length is
         // checked when its model name is read, each message's by the replica.
         let grpc = req.extensions().get::<Grpc>().is_some_and(|g| g.0);
-        let req = if declared.is_some() || grpc {
-            req
+        if grpc {
+            return call(self.inner.clone(), req);
+        }
+        let timeout = self.timeout;
+        let req = if declared.is_some() {
+            req.map(|b| boxed(Deadline::new(b, timeout)))
         } else {
-            req.map(|b| boxed(http_body_util::Limited::new(b, max)))
+            req.map(|b| boxed(Deadline::new(boxed(http_body_util::Limited::new(b, max)), timeout)))
         };
         call(self.inner.clone(), req)
     }
@@ -569,6 +579,10 @@ impl Service<Req> for Forward {
                         return Ok(response);
                     }
                     Err(e) => {
+                        // The client's body was too large or too slow: not the replica's fault.
+                        if let Some(limit) = limit_error(&e) {
+                            return Err(limit);
+                        }
                         let refused = e.is_connect();
                         revision.replica_failed(&replica);
                         let what = if refused {
@@ -580,9 +594,6 @@ impl Service<Req> for Forward {
                         attempts += 1;
                         let Some((method, uri, headers)) = retry.as_ref().filter(|_| attempts < 3)
                         else {
-                            if let Some(limit) = limit_error(&e) {
-                                return Err(limit);
-                            }
                             return Err(RouteError::BadGateway(format!(
                                 "revision {:?} replica {:?} ({}) {what}: {}",
                                 revision.name,
@@ -618,6 +629,9 @@ fn limit_error(e: &hyper_util::client::legacy::Error) -> Option<RouteError> {
     while let Some(err) = source {
         if err.is::<http_body_util::LengthLimitError>() {
             return Some(RouteError::PayloadTooLarge("request body is over the limit".into()));
+        }
+        if let Some(slow) = err.downcast_ref::<BodyTimedOut>() {
+            return Some(RouteError::BodyTimeout(slow.to_string()));
         }
         source = err.source();
     }
