@@ -1,12 +1,19 @@
 //! The payload logger: inference requests and responses as CloudEvents (HTTP binary content
 //! mode) to a sink URL.
 //!
-//! Events go through a bounded queue to one worker task that delivers a few at a time,
-//! retrying with exponential backoff. When the queue is full the configured policy either
-//! drops the event (and counts it) or makes the caller wait. An event that cannot be
-//! delivered after its retries is appended to a local spill file (JSON lines), and on
-//! [`PayloadLogger::shutdown`] every queued event is delivered or spilled: none is silently
-//! lost. Bodies are [`Bytes`], shared with the proxied request, never copied.
+//! Events go through a bounded queue to one worker task that delivers them on a few lanes
+//! at once. An event's lane is chosen by its `ce-id`, and each lane delivers in order, one
+//! event at a time, so the request of a pair always reaches the sink before its response.
+//! A failed delivery is retried with exponential backoff (a sink that is down stalls the
+//! lanes, and the queue holds what arrives meanwhile: with the defaults an outage of about
+//! a minute loses nothing, see [`LoggerConfig::retry_window`]); an answer that retrying
+//! cannot change (a 4xx other than 408/429) is not retried. When the queue is full the
+//! configured policy either drops the event (and counts it) or makes the caller wait. An
+//! event that cannot be delivered after its retries is appended to a local spill file (JSON
+//! lines) up to `spill_max_bytes`; past that it is counted as lost. On
+//! [`PayloadLogger::shutdown`] every queued event is delivered or spilled. Every outcome is
+//! counted ([`Counts`], and [`PayloadLogger::render_metrics`] for `/metrics`): none is
+//! silently lost. Bodies are [`Bytes`], shared with the proxied request, never copied.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -15,7 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::{Error, Result};
@@ -24,8 +30,8 @@ use crate::{Error, Result};
 pub const REQUEST_TYPE: &str = "org.kubeflow.serving.inference.request";
 /// CloudEvent type of a logged response.
 pub const RESPONSE_TYPE: &str = "org.kubeflow.serving.inference.response";
-/// Deliveries in flight at once.
-const CONCURRENT_DELIVERIES: usize = 4;
+/// Delivery lanes, so deliveries in flight at once.
+const LANES: usize = 4;
 
 /// What is logged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -96,6 +102,8 @@ pub struct LoggerConfig {
     pub timeout: Duration,
     /// Where undeliverable events are appended (JSON lines).
     pub spill_path: PathBuf,
+    /// The spill file's size at most; an event that would take it past is counted as lost.
+    pub spill_max_bytes: u64,
     /// `ce-source`.
     pub source: String,
     /// Extension `inferenceservicename`.
@@ -116,18 +124,31 @@ impl LoggerConfig {
             mode: LogMode::All,
             queue_capacity: 1024,
             overflow: Overflow::Drop,
-            max_retries: 5,
+            max_retries: 16,
             drain_retries: 3,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
             spill_path: spill_path.into(),
+            spill_max_bytes: 64 << 20,
             source: "http://localhost/oxserve-agent".into(),
             inference_service_name: String::new(),
             namespace: String::new(),
             component: "predictor".into(),
             endpoint: String::new(),
         }
+    }
+
+    /// How long an event is retried before it is spilled: the sink outage the logger rides
+    /// out with nothing spilled (the backoff delays summed; per-delivery timeouts add to it).
+    pub fn retry_window(&self) -> Duration {
+        let mut backoff = self.initial_backoff;
+        let mut total = Duration::ZERO;
+        for _ in 0..self.max_retries {
+            total += backoff;
+            backoff = (backoff * 2).min(self.max_backoff);
+        }
+        total
     }
 }
 
@@ -168,6 +189,9 @@ pub struct Counts {
     pub dropped: u64,
     /// Events written to the spill file.
     pub spilled: u64,
+    /// Events neither delivered nor spilled (the spill file was at its bound or could not be
+    /// written).
+    pub lost: u64,
 }
 
 #[derive(Default)]
@@ -176,6 +200,7 @@ struct Counters {
     failed: AtomicU64,
     dropped: AtomicU64,
     spilled: AtomicU64,
+    lost: AtomicU64,
 }
 
 /// A cloneable handle to the logger's queue.
@@ -266,7 +291,38 @@ impl PayloadLogger {
             failed: self.counters.failed.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             spilled: self.counters.spilled.load(Ordering::Relaxed),
+            lost: self.counters.lost.load(Ordering::Relaxed),
         }
+    }
+
+    /// Events waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// The counters in the Prometheus text format, for the agent's `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let c = self.counts();
+        let mut out = String::from(
+            "# HELP oxserve_agent_payload_log_events_total Payload log events by outcome: sent \
+             (the sink took it), dropped (the queue was full), spilled (written to the spill \
+             file after its retries), lost (neither: the spill file was full or unwritable).\n\
+             # TYPE oxserve_agent_payload_log_events_total counter\n",
+        );
+        for (outcome, n) in
+            [("sent", c.sent), ("dropped", c.dropped), ("spilled", c.spilled), ("lost", c.lost)]
+        {
+            out.push_str(&format!(
+                "oxserve_agent_payload_log_events_total{{outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+        out.push_str(&format!(
+            "# HELP oxserve_agent_payload_log_queued Payload log events waiting for delivery.\n\
+             # TYPE oxserve_agent_payload_log_queued gauge\n\
+             oxserve_agent_payload_log_queued {}\n",
+            self.queued()
+        ));
+        out
     }
 
     /// Stops taking events, delivers (or spills) everything queued, and returns the final
@@ -294,9 +350,12 @@ struct Worker {
 impl Worker {
     async fn run(self, mut rx: mpsc::Receiver<Event>, shutdown: Arc<tokio::sync::Notify>) {
         let this = Arc::new(self);
-        let (ev_tx, ev_rx) = mpsc::channel::<Event>(1);
-        // Forwards queued events to the delivery stream until shutdown, then closes the
-        // queue and forwards what is left in it.
+        // Each lane takes one event at a time: while a lane's sink delivery is retried, the
+        // events behind it wait in the queue, where the bound and the overflow policy apply.
+        let (lane_txs, lane_rxs): (Vec<_>, Vec<_>) =
+            (0..LANES).map(|_| mpsc::channel::<Event>(1)).unzip();
+        // Forwards queued events to their lanes until shutdown, then closes the queue and
+        // forwards what is left in it.
         let forward = {
             let this = this.clone();
             async move {
@@ -305,7 +364,9 @@ impl Worker {
                         biased;
                         () = shutdown.notified() => break,
                         ev = rx.recv() => match ev {
-                            Some(ev) => { if ev_tx.send(ev).await.is_err() { return; } }
+                            Some(ev) => {
+                                if lane_txs[lane_of(&ev.id)].send(ev).await.is_err() { return; }
+                            }
                             None => return,
                         },
                     }
@@ -313,17 +374,21 @@ impl Worker {
                 this.draining.store(true, Ordering::SeqCst);
                 rx.close();
                 while let Some(ev) = rx.recv().await {
-                    if ev_tx.send(ev).await.is_err() {
+                    if lane_txs[lane_of(&ev.id)].send(ev).await.is_err() {
                         return;
                     }
                 }
             }
         };
-        let deliver = tokio_stream_from(ev_rx).for_each_concurrent(CONCURRENT_DELIVERIES, |ev| {
+        let lanes = futures::future::join_all(lane_rxs.into_iter().map(|mut lane| {
             let this = this.clone();
-            async move { this.deliver(ev).await }
-        });
-        tokio::join!(forward, deliver);
+            async move {
+                while let Some(ev) = lane.recv().await {
+                    this.deliver(ev).await;
+                }
+            }
+        }));
+        tokio::join!(forward, lanes);
     }
 
     async fn deliver(&self, ev: Event) {
@@ -336,13 +401,16 @@ impl Worker {
                     self.counters.sent.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                Err(e) => {
+                Err(Failure { error: e, permanent }) => {
                     let draining = self.draining.load(Ordering::SeqCst);
                     let limit =
                         if draining { c.max_retries.min(c.drain_retries) } else { c.max_retries };
-                    if attempt >= limit || (draining && self.sink_down.load(Ordering::SeqCst)) {
+                    if permanent
+                        || attempt >= limit
+                        || (draining && self.sink_down.load(Ordering::SeqCst))
+                    {
                         tracing::warn!(id = %ev.id, error = %e, attempts = attempt + 1, "payload log delivery failed; spilling");
-                        if draining {
+                        if draining && !permanent {
                             self.sink_down.store(true, Ordering::SeqCst);
                         }
                         self.counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -358,7 +426,7 @@ impl Worker {
         }
     }
 
-    async fn send(&self, ev: &Event) -> Result<()> {
+    async fn send(&self, ev: &Event) -> Result<(), Failure> {
         let c = &self.config;
         let mut req = self
             .client
@@ -379,39 +447,71 @@ impl Worker {
         if let Some(s) = ev.status {
             req = req.header("ce-statuscode", s.to_string());
         }
-        let resp =
-            req.body(ev.body.clone()).send().await.map_err(|e| Error::Http(e.to_string()))?;
-        if resp.status().is_success() {
+        let resp = req
+            .body(ev.body.clone())
+            .send()
+            .await
+            .map_err(|e| Failure { error: Error::Http(e.to_string()), permanent: false })?;
+        let status = resp.status();
+        if status.is_success() {
             Ok(())
         } else {
-            Err(Error::Http(format!("sink answered {}", resp.status())))
+            Err(Failure {
+                error: Error::Http(format!("sink answered {status}")),
+                permanent: permanent_refusal(status),
+            })
         }
     }
 
     fn spill(&self, ev: &Event) {
         let c = &self.config;
         let line = spill_line(c, ev);
-        let r = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&c.spill_path)
-            .and_then(|mut f| f.write_all(line.as_bytes()).and_then(|()| f.sync_data()));
+        let r = std::fs::OpenOptions::new().create(true).append(true).open(&c.spill_path).and_then(
+            |mut f| {
+                let len = f.metadata()?.len();
+                if len + line.len() as u64 > c.spill_max_bytes {
+                    return Err(std::io::Error::other(format!(
+                        "the spill file is at its bound of {} bytes",
+                        c.spill_max_bytes
+                    )));
+                }
+                f.write_all(line.as_bytes())?;
+                f.sync_data()
+            },
+        );
         match r {
             Ok(()) => {
                 self.counters.spilled.fetch_add(1, Ordering::Relaxed);
             }
-            // The one way an event is lost: it is logged loudly with its id.
+            // The one way an event is lost: it is counted and logged loudly with its id.
             Err(e) => {
+                self.counters.lost.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(id = %ev.id, path = %c.spill_path.display(), error = %e, "payload log event lost: cannot write the spill file")
             }
         }
     }
 }
 
-fn tokio_stream_from<T: Send + 'static>(
-    mut rx: mpsc::Receiver<T>,
-) -> impl futures::Stream<Item = T> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+/// A failed delivery, and whether retrying can help.
+struct Failure {
+    error: Error,
+    permanent: bool,
+}
+
+/// A 4xx other than 408 (timeout) and 429 (too many requests): the sink refuses this event,
+/// and sending it again would not change that.
+fn permanent_refusal(status: http::StatusCode) -> bool {
+    status.is_client_error()
+        && status != http::StatusCode::REQUEST_TIMEOUT
+        && status != http::StatusCode::TOO_MANY_REQUESTS
+}
+
+/// The lane of an event: both events of a pair share an id, so a lane and an order.
+fn lane_of(id: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    (h.finish() % LANES as u64) as usize
 }
 
 fn event_type(kind: EventKind) -> &'static str {
@@ -539,6 +639,32 @@ mod tests {
         ev.body = Bytes::from_static(b"\xff\x00");
         let v: serde_json::Value = serde_json::from_str(&spill_line(&c, &ev)).unwrap();
         assert_eq!(v["data_base64"], "/wA=");
+    }
+
+    #[test]
+    fn the_default_retries_ride_out_a_30_second_outage() {
+        let c = LoggerConfig::new("http://127.0.0.1:1/", "/dev/null");
+        let w = c.retry_window();
+        assert!(w >= Duration::from_secs(30), "{w:?}");
+        assert!(w <= Duration::from_secs(120), "{w:?}");
+    }
+
+    #[test]
+    fn only_refusals_retrying_cannot_change_are_permanent() {
+        use http::StatusCode as S;
+        assert!(permanent_refusal(S::BAD_REQUEST));
+        assert!(permanent_refusal(S::NOT_FOUND));
+        assert!(!permanent_refusal(S::TOO_MANY_REQUESTS));
+        assert!(!permanent_refusal(S::REQUEST_TIMEOUT));
+        assert!(!permanent_refusal(S::SERVICE_UNAVAILABLE));
+    }
+
+    #[test]
+    fn ids_spread_over_the_lanes() {
+        assert!((0..100).all(|i| lane_of(&format!("id{i}")) < LANES));
+        let lanes: std::collections::BTreeSet<_> =
+            (0..100).map(|i| lane_of(&format!("id{i}"))).collect();
+        assert!(lanes.len() > 1, "ids spread over the lanes");
     }
 
     #[tokio::test]

@@ -5,7 +5,8 @@
 //! `/v2/models/{m}[/versions/{v}]/infer`), which are logged (request before, response after,
 //! one `ce-id` for both, failures included) and, with the batcher on, merged with concurrent
 //! ones. Bodies are read once into reference-counted buffers that the upstream call and the
-//! logger share. `GET /oxserve/agent/models` reports the model watcher's state.
+//! logger share. `GET /oxserve/agent/models` reports the model watcher's state, and
+//! `GET /metrics` is the server's metrics followed by the payload logger's counters.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -103,6 +104,7 @@ impl ProxyState {
 pub fn router(state: ProxyState) -> Router {
     Router::new()
         .route("/oxserve/agent/models", axum::routing::get(models))
+        .route("/metrics", axum::routing::get(metrics))
         .fallback(proxy)
         .with_state(state)
 }
@@ -141,6 +143,30 @@ async fn models(State(state): State<ProxyState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The server's `/metrics` (when it answers) with the logger's counters appended, so one
+/// scrape of the agent's port sees both.
+async fn metrics(State(state): State<ProxyState>) -> Response {
+    let s = &state.inner;
+    let mut text = match s.client.get(format!("{}/metrics", s.upstream)).send().await {
+        Ok(r) if r.status().is_success() => r.text().await.unwrap_or_default(),
+        Ok(r) => {
+            tracing::debug!(status = %r.status(), "upstream /metrics failed");
+            String::new()
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "upstream /metrics failed");
+            String::new()
+        }
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    if let Some(l) = &s.logger {
+        text.push_str(&l.render_metrics());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 fn header_str<'a>(h: &'a HeaderMap, name: &str) -> &'a str {

@@ -56,8 +56,9 @@ pub struct Args {
     /// When the queue is full: drop (and count) or block (back-pressure to clients).
     #[arg(long, env = "OXSERVE_LOG_OVERFLOW", default_value = "drop")]
     log_overflow: String,
-    /// Retries per event before it is spilled.
-    #[arg(long, env = "OXSERVE_LOG_RETRIES", default_value_t = 5)]
+    /// Retries per event before it is spilled (the default rides out a sink outage of about
+    /// a minute).
+    #[arg(long, env = "OXSERVE_LOG_RETRIES", default_value_t = 16)]
     log_retries: u32,
     /// Where undeliverable events are appended as JSON lines.
     #[arg(long, env = "OXSERVE_LOG_SPILL_FILE", default_value = "oxserve-agent-spill.jsonl")]

@@ -108,7 +108,7 @@ async fn pairs_share_an_id_and_retries_deliver() {
     logger.log(event("abc", EventKind::Request, None)).await;
     logger.log(event("abc", EventKind::Response, Some(500))).await;
     let counts = logger.shutdown().await;
-    assert_eq!(counts, Counts { sent: 2, failed: 0, dropped: 0, spilled: 0 });
+    assert_eq!(counts, Counts { sent: 2, failed: 0, dropped: 0, spilled: 0, lost: 0 });
     let mut evs = sink.events();
     evs.sort_by_key(|e| e.h("ce-type").to_owned());
     assert_eq!(evs.len(), 2);
@@ -145,7 +145,7 @@ async fn graceful_shutdown_delivers_every_queued_event() {
     let shutdown = tokio::spawn(async move { l.shutdown().await });
     sink.open();
     let counts = shutdown.await.unwrap();
-    assert_eq!(counts, Counts { sent: 50, failed: 0, dropped: 0, spilled: 0 });
+    assert_eq!(counts, Counts { sent: 50, failed: 0, dropped: 0, spilled: 0, lost: 0 });
     let ids: BTreeSet<String> = sink.events().iter().map(|e| e.h("ce-id").to_owned()).collect();
     assert_eq!(ids.len(), 50);
     assert!(!dir.path().join("spill.jsonl").exists());
