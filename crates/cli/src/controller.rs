@@ -30,6 +30,10 @@ pub struct Args {
         default_value = "app.kubernetes.io/name=oxserve-router"
     )]
     router_selector: String,
+    /// The router's Service in the system namespace: a transformer's `NAME-predictor`
+    /// Service is an alias (ExternalName) of it.
+    #[arg(long, env = "OXSERVE_ROUTER_SERVICE", default_value = "oxserve-router")]
+    router_service: String,
     /// Hosts `NAME.NAMESPACE.DOMAIN` reach a service.
     #[arg(long, env = "OXSERVE_DOMAIN", default_value = "example.com")]
     domain: String,
@@ -66,6 +70,7 @@ pub fn run(args: Args) -> Result<()> {
         system_namespace,
         routes_config_map,
         router_selector,
+        router_service,
         domain,
         kserve_group,
         identity,
@@ -89,6 +94,7 @@ pub fn run(args: Args) -> Result<()> {
             router_namespace: system_namespace.clone(),
             routes_config_map,
             router_selector,
+            router_service,
             domain,
             kserve_group,
             resync: seconds("resync", resync)?,

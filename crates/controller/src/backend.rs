@@ -24,6 +24,10 @@ pub enum Error {
     /// A name that cannot be used as asked.
     #[error("{0}")]
     Invalid(String),
+    /// The backend could not do it now (its API unreachable or failing); the caller
+    /// retries, the revision is not at fault.
+    #[error("revision {revision}: {reason}")]
+    Unavailable { revision: String, reason: String },
     /// The revision is not known to the backend.
     #[error("revision {0} is not known")]
     UnknownRevision(String),

@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backend::{RevisionSpec, Runner};
+use crate::backend::{ModelAssignment, RevisionSpec, Runner};
 use crate::platform::workload::{self, Owner};
 use crate::revision::Revision;
 use crate::routes::RouteTable;
@@ -76,6 +76,10 @@ pub struct Context {
 /// Everything one revision owns.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Children {
+    /// The backend-neutral workload the Deployment and Service are made from: what the
+    /// reconciler hands [`crate::backend::Backend::ensure_revision`].
+    #[serde(skip)]
+    pub spec: RevisionSpec,
     pub deployment: Deployment,
     pub service: Service,
     /// Only for `scaleMetric: cpu|memory`.
@@ -98,7 +102,7 @@ pub fn desired(
     let namespace =
         isvc.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
     let component = revision.component.as_str();
-    let predictor_host = format!("{name}-predictor.{namespace}");
+    let predictor_host = predictor_host(name, namespace);
     let owner = Owner {
         service: name,
         namespace,
@@ -119,7 +123,48 @@ pub fn desired(
         deployment: deployment(&spec, replicas, multi_model, ctx, &owner_ref),
         service: service(&spec, &owner_ref),
         hpa,
+        spec,
     })
+}
+
+/// Where a transformer of service `name` reaches its predictor: `NAME-predictor.NS`,
+/// KServe's `--predictor_host`, resolved by the [`predictor_service`] in the service's
+/// namespace to the router, which routes that host to the predictor's revisions by weight
+/// (and holds requests while they scale from zero).
+pub fn predictor_host(name: &str, namespace: &str) -> String {
+    format!("{name}-predictor.{namespace}")
+}
+
+/// The Service `NAME-predictor` of a service with a transformer: an `ExternalName` alias
+/// of the router's Service (`router_host`, its cluster DNS name), so the transformer's
+/// [`predictor_host`] resolves to the router. Not a Service selecting the predictor's pods:
+/// that would bypass the canary split and find no endpoint while the predictor is scaled
+/// to zero.
+pub fn predictor_service(
+    name: &str,
+    namespace: &str,
+    router_host: &str,
+    owner: &OwnerReference,
+) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: Some(format!("{name}-predictor")),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(BTreeMap::from([
+                (LABEL_SERVICE.to_owned(), name.to_owned()),
+                (LABEL_COMPONENT.to_owned(), "predictor".to_owned()),
+                (LABEL_MANAGED_BY.to_owned(), MANAGER.to_owned()),
+            ])),
+            owner_references: Some(vec![owner.clone()]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            type_: Some("ExternalName".into()),
+            external_name: Some(router_host.to_owned()),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    }
 }
 
 /// The owner reference every child of `isvc` carries (controller, blocking deletion).
@@ -457,6 +502,26 @@ pub struct ModelConfigSpec {
     pub memory: String,
 }
 
+/// The TrainedModels (their JSON) that name `service` as parent, as the backend's
+/// [`ModelAssignment`]s, sorted by name.
+pub fn assignments(service: &str, trained_models: &[Value]) -> Vec<ModelAssignment> {
+    let mut models: Vec<ModelAssignment> = trained_models
+        .iter()
+        .filter(|tm| tm.pointer("/spec/inferenceService").and_then(Value::as_str) == Some(service))
+        .map(|tm| {
+            let s = |p: &str| tm.pointer(p).and_then(Value::as_str).map(str::to_owned);
+            ModelAssignment {
+                name: s("/metadata/name").unwrap_or_default(),
+                storage_uri: s("/spec/model/storageUri").unwrap_or_default(),
+                framework: s("/spec/model/framework"),
+                memory: s("/spec/model/memory"),
+            }
+        })
+        .collect();
+    models.sort_by(|a, b| a.name.cmp(&b.name));
+    models
+}
+
 /// The models config ConfigMap of parent `service` from its TrainedModels (their JSON),
 /// sorted by name, owned by the parent.
 pub fn model_config_map(
@@ -465,19 +530,25 @@ pub fn model_config_map(
     trained_models: &[Value],
     owner: &OwnerReference,
 ) -> ConfigMap {
-    let mut models: Vec<ModelConfig> = trained_models
+    model_config_map_of(service, namespace, &assignments(service, trained_models), owner)
+}
+
+/// The models config ConfigMap of parent `service` serving `models`, owned by the parent.
+pub fn model_config_map_of(
+    service: &str,
+    namespace: &str,
+    models: &[ModelAssignment],
+    owner: &OwnerReference,
+) -> ConfigMap {
+    let mut models: Vec<ModelConfig> = models
         .iter()
-        .filter(|tm| tm.pointer("/spec/inferenceService").and_then(Value::as_str) == Some(service))
-        .map(|tm| {
-            let s = |p: &str| tm.pointer(p).and_then(Value::as_str).unwrap_or_default().to_owned();
-            ModelConfig {
-                model_name: s("/metadata/name"),
-                model_spec: ModelConfigSpec {
-                    storage_uri: s("/spec/model/storageUri"),
-                    framework: s("/spec/model/framework"),
-                    memory: s("/spec/model/memory"),
-                },
-            }
+        .map(|m| ModelConfig {
+            model_name: m.name.clone(),
+            model_spec: ModelConfigSpec {
+                storage_uri: m.storage_uri.clone(),
+                framework: m.framework.clone().unwrap_or_default(),
+                memory: m.memory.clone().unwrap_or_default(),
+            },
         })
         .collect();
     models.sort_by(|a, b| a.model_name.cmp(&b.model_name));

@@ -35,12 +35,12 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 
-use super::backend::{phase_of, replica_of};
-use super::desired::{self, Context, LABEL_REVISION};
+use super::backend::{KubeBackend, api_error};
+use super::desired::{self, Context};
 use super::{FIELD_MANAGER, FINALIZER, condition};
 use crate::autoscaler::{Autoscaler, AutoscalerConfig};
-use crate::backend::RevisionPhase;
-use crate::revision::{RevisionState, ServiceRevisions, Timestamp};
+use crate::backend::{Backend, RevisionPhase};
+use crate::revision::{Component, RevisionState, ServiceRevisions, Timestamp};
 use crate::routes::{Replica, RouteTable, ServiceRoute};
 use crate::traffic::{self, Service};
 
@@ -60,6 +60,9 @@ pub enum Error {
     Revision(#[from] crate::revision::Error),
     #[error(transparent)]
     Lost(#[from] super::lease::Lost),
+    /// A backend call failed for a reason other than a refused child (which is status).
+    #[error(transparent)]
+    Backend(#[from] crate::backend::Error),
 }
 
 impl From<kube::Error> for Error {
@@ -81,6 +84,9 @@ pub struct Config {
     pub routes_config_map: String,
     /// The router pods' label selector (scraped for the KPA).
     pub router_selector: String,
+    /// The router's Service (in `router_namespace`): a transformer's `NAME-predictor`
+    /// Service is an alias of it.
+    pub router_service: String,
     /// The domain of service hosts.
     pub domain: String,
     /// Also reconcile `serving.kserve.io` objects.
@@ -268,13 +274,6 @@ where
         .map(|_| ())
 }
 
-fn typed<K: serde::Serialize>(kind: &str, api_version: &str, obj: &K) -> Value {
-    let mut v = serde_json::to_value(obj).expect("a child serializes");
-    v["apiVersion"] = json!(api_version);
-    v["kind"] = json!(kind);
-    v
-}
-
 /// One pass over an InferenceService.
 pub async fn reconcile_service(
     obj: Arc<DynamicObject>,
@@ -330,7 +329,8 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
     let spec = value.get("spec").cloned().unwrap_or(Value::Null);
     let annotations = obj.metadata.annotations.clone().unwrap_or_default();
 
-    // Revisions: stored, synced, observed.
+    // Revisions: stored and synced with the spec; those whose component left it are
+    // deleted.
     let stored = cms.get_opt(&state_cm).await?;
     let mut revisions = stored
         .as_ref()
@@ -339,55 +339,14 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
         .unwrap_or_else(|| ServiceRevisions::new(&name));
     let at = now();
     let synced = revisions.sync(&spec, at)?;
+    let backend = KubeBackend::new(client.clone(), ctx.clone(), &ns, &name, owner.clone());
     for removed in &synced.removed {
         state.scalers.lock().expect("scalers").remove(removed);
-    }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let mut replicas: HashMap<String, Vec<Replica>> = HashMap::new();
-    let names: Vec<String> = revisions.revisions().map(|r| r.name.clone()).collect();
-    for rev in &names {
-        let list =
-            pods.list(&ListParams::default().labels(&format!("{LABEL_REVISION}={rev}"))).await?;
-        let port = revisions
-            .revision(rev)
-            .and_then(|r| desired::desired(&value, r, 0, false, &ctx).ok())
-            .and_then(|c| c.service.spec?.ports?.first()?.target_port.clone())
-            .map(|p| match p {
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(i) => i,
-                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(_) => {
-                    desired::HTTP_PORT
-                }
-            })
-            .unwrap_or(desired::HTTP_PORT);
-        if !list.items.is_empty() {
-            advance(&mut revisions, rev, &phase_of(&list.items), at)?;
-        }
-        replicas.insert(
-            rev.clone(),
-            list.items
-                .iter()
-                .filter_map(|p| replica_of(p, port))
-                .map(|r| Replica {
-                    id: r.id,
-                    http: r.http.unwrap_or_default(),
-                    grpc: None,
-                    ready: r.ready,
-                })
-                .collect(),
-        );
+        state.scaled.lock().expect("scaled").remove(removed);
+        backend.delete_revision(removed).await?;
     }
 
-    let service = Service {
-        name: &name,
-        namespace: &ns,
-        spec: &spec,
-        annotations: &annotations,
-        domain: &state.config.domain,
-    };
-    let derived = traffic::derive(&service, &revisions)?;
-    derived.record(&mut revisions);
-
-    // Multi-model parent: the models config of its TrainedModels.
+    // A multi-model parent: its TrainedModels, handed to the predictor's revisions.
     let tms = dyn_api(client, &trained_model_resource(&group), Some(&ns))
         .list(&ListParams::default())
         .await?;
@@ -400,13 +359,95 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
             tm.pointer("/spec/inferenceService").and_then(Value::as_str) == Some(name.as_str())
         })
         .collect();
-    let multi_model = !children_of.is_empty();
-    if multi_model {
-        let cm = desired::model_config_map(&name, &ns, &children_of, &owner);
-        apply(cms.clone(), &desired::model_config_name(&name), &cm).await?;
+    let models = desired::assignments(&name, &children_of);
+
+    // Every revision ensured (its Deployment and Service; an HPA beside it for
+    // `scaleMetric: cpu|memory`), then observed from its pods. A child the API server
+    // refuses fails its revision.
+    let names: Vec<String> = revisions.revisions().map(|r| r.name.clone()).collect();
+    let mut rejected = Vec::new();
+    let mut with_hpa = Vec::new();
+    let mut replicas: HashMap<String, Vec<Replica>> = HashMap::new();
+    for rev in &names {
+        let Some(revision) = revisions.revision(rev).cloned() else { continue };
+        let children = match desired::desired(&value, &revision, 0, !models.is_empty(), &ctx) {
+            Ok(c) => c,
+            Err(reason) => {
+                rejected.push((rev.clone(), reason));
+                continue;
+            }
+        };
+        if revision.component == Component::Predictor {
+            backend.set_models(rev, &models).await?;
+        }
+        let ensured = async {
+            backend.ensure_revision(&children.spec).await?;
+            if let Some(hpa) = &children.hpa {
+                let api = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns);
+                apply(api, rev, hpa).await.map_err(|e| api_error(rev, e))?;
+                with_hpa.push(rev.clone());
+            }
+            Ok::<(), crate::backend::Error>(())
+        }
+        .await;
+        match ensured {
+            Ok(()) => {}
+            Err(crate::backend::Error::Unsupported { reason, .. }) => {
+                rejected
+                    .push((rev.clone(), format!("{}: {reason}", condition::REASON_CHILD_REJECTED)));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let status = backend.revision_status(rev).await?;
+        if !status.replicas.is_empty() || status.phase != RevisionPhase::Loading {
+            advance(&mut revisions, rev, &status.phase, at)?;
+        }
+        replicas.insert(
+            rev.clone(),
+            status
+                .replicas
+                .into_iter()
+                .map(|r| Replica {
+                    id: r.id,
+                    http: r.http.unwrap_or_default(),
+                    grpc: None,
+                    ready: r.ready,
+                })
+                .collect(),
+        );
+    }
+    for (rev, reason) in std::mem::take(&mut rejected) {
+        advance(&mut revisions, &rev, &RevisionPhase::Failed { reason }, at)?;
     }
 
-    // Scale and apply each revision's children.
+    // A transformer reaches its predictor at `NAME-predictor.NS`: an alias of the router.
+    if spec.get("transformer").is_some() {
+        let router = format!(
+            "{}.{}.svc.cluster.local",
+            state.config.router_service, state.config.router_namespace
+        );
+        let svc = desired::predictor_service(&name, &ns, &router, &owner);
+        apply(
+            Api::<KubeService>::namespaced(client.clone(), &ns),
+            &format!("{name}-predictor"),
+            &svc,
+        )
+        .await?;
+    }
+
+    let service = Service {
+        name: &name,
+        namespace: &ns,
+        spec: &spec,
+        annotations: &annotations,
+        domain: &state.config.domain,
+    };
+    let derived = traffic::derive(&service, &revisions)?;
+    derived.record(&mut revisions);
+
+    // Each serving revision scaled by its KPA (an HPA owns the others' count), the rest
+    // to zero.
     let serving: Vec<String> = derived
         .plan
         .components
@@ -416,9 +457,11 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
         })
         .collect();
     let instant = Instant::now();
-    let mut rejected = Vec::new();
     for rev in &names {
         let Some(revision) = revisions.revision(rev).cloned() else { continue };
+        if with_hpa.contains(rev) || !replicas.contains_key(rev) {
+            continue;
+        }
         let ready = replicas.get(rev).map_or(0, |r| r.iter().filter(|r| r.ready).count()) as u32;
         let want = if serving.contains(rev) {
             let mut scalers = state.scalers.lock().expect("scalers");
@@ -443,39 +486,10 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
             0
         };
         state.scaled.lock().expect("scaled").insert(rev.clone(), (ns.clone(), want));
-        let children = match desired::desired(&value, &revision, want, multi_model, &ctx) {
-            Ok(c) => c,
-            Err(reason) => {
-                rejected.push((rev.clone(), reason));
-                continue;
-            }
-        };
-        let result = async {
-            let deploy = typed("Deployment", "apps/v1", &children.deployment);
-            Api::<Deployment>::namespaced(client.clone(), &ns)
-                .patch(rev, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&deploy))
-                .await?;
-            let svc = typed("Service", "v1", &children.service);
-            Api::<KubeService>::namespaced(client.clone(), &ns)
-                .patch(rev, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&svc))
-                .await?;
-            if let Some(hpa) = &children.hpa {
-                let hpa = typed("HorizontalPodAutoscaler", "autoscaling/v2", hpa);
-                Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns)
-                    .patch(rev, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&hpa))
-                    .await?;
-            }
-            Ok::<(), kube::Error>(())
-        }
-        .await;
-        match result {
+        match backend.scale(rev, want).await {
             Ok(()) => {}
-            Err(kube::Error::Api(s)) if s.is_invalid() || s.is_forbidden() => {
-                rejected.push((
-                    rev.clone(),
-                    format!("{}: {}", condition::REASON_CHILD_REJECTED, s.message),
-                ));
-            }
+            Err(crate::backend::Error::Unsupported { reason, .. }) => rejected
+                .push((rev.clone(), format!("{}: {reason}", condition::REASON_CHILD_REJECTED))),
             Err(e) => return Err(e.into()),
         }
     }
@@ -509,7 +523,12 @@ async fn service_pass(obj: Arc<DynamicObject>, state: Arc<State>) -> Result<Acti
         .iter()
         .filter_map(|tm| tm.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    let route = traffic::service_route(&service, &derived.plan, &revisions, &replicas, &models);
+    let mut route = traffic::service_route(&service, &derived.plan, &revisions, &replicas, &models);
+    // Behind a transformer the predictor is reached at its in-cluster name (through the
+    // alias Service above), the host the transformer's requests carry.
+    if let Some(predictor) = route.predictor.as_mut() {
+        predictor.host = desired::predictor_host(&name, &ns);
+    }
     // Published on every pass, not only on a change: an unchanged table is a no-op apply,
     // and a table overwritten by hand (a re-applied kind/install) heals at the next pass.
     state.routes.lock().expect("routes").insert((ns, name), route);
@@ -656,12 +675,8 @@ pub async fn scrape_routers(state: Arc<State>, every: Duration) {
             for event in super::scrape::events(before, &totals, at - *then, at) {
                 if let Some((ns, revision, replicas)) = state.record(&event) {
                     tracing::info!(%revision, replicas, "activating");
-                    let patch = json!({"spec": {"replicas": replicas}});
                     let api = Api::<Deployment>::namespaced(state.client.clone(), &ns);
-                    if let Err(e) = api
-                        .patch_scale(&revision, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                    {
+                    if let Err(e) = super::backend::scale(&api, &revision, replicas).await {
                         tracing::warn!(%revision, error = %e, "scaling from zero");
                     }
                 }

@@ -8,5 +8,6 @@ mod e2e;
 mod fake;
 mod lease;
 mod manifests;
+mod rbac;
 mod reconcile;
 mod tls;

@@ -6,25 +6,30 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::fake::{ApiServer, Seen};
-
-fn root() -> PathBuf {
+pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Every document of every YAML file under `kind/install`.
-fn install() -> Vec<(String, Value)> {
-    let dir = root().join("kind/install");
-    let mut files: Vec<PathBuf> =
-        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+pub fn install() -> Vec<(String, Value)> {
+    documents("kind/install")
+}
+
+/// Every document of every YAML file in `dir` (relative to the repository), its
+/// `kustomization.yaml` left out, with the file's name.
+pub fn documents(dir: &str) -> Vec<(String, Value)> {
+    let dir = root().join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| n != "kustomization.yaml"))
+        .collect();
     files.sort();
     let mut docs = Vec::new();
     for path in files {
@@ -39,7 +44,7 @@ fn install() -> Vec<(String, Value)> {
     docs
 }
 
-fn of_kind<T: serde::de::DeserializeOwned>(docs: &[(String, Value)], kind: &str) -> Vec<T> {
+pub fn of_kind<T: serde::de::DeserializeOwned>(docs: &[(String, Value)], kind: &str) -> Vec<T> {
     docs.iter()
         .filter(|(_, d)| d["kind"] == kind)
         .map(|(f, d)| {
@@ -121,153 +126,35 @@ fn deployments_select_their_pods_and_reference_what_exists() {
     assert!(table.services.is_empty());
 }
 
-/// `(group, resource[/subresource], verb)` of a request the fake API server saw.
-fn permission(seen: &Seen) -> (String, String, String) {
-    let parts: Vec<&str> = seen.path.trim_matches('/').split('/').collect();
-    let (group, rest) = match parts[0] {
-        "api" => (String::new(), &parts[2..]),
-        _ => (parts[1].to_owned(), &parts[3..]),
-    };
-    let rest = match rest {
-        ["namespaces", _, rest @ ..] => rest,
-        rest => rest,
-    };
-    let (resource, named) = match rest {
-        [r] => (r.to_string(), false),
-        [r, _] => (r.to_string(), true),
-        [r, _, sub] => (format!("{r}/{sub}"), true),
-        _ => panic!("unexpected path {}", seen.path),
-    };
-    let verb = match (seen.method.as_str(), named) {
-        ("GET", true) => "get",
-        ("GET", false) if seen.query.contains("watch=true") => "watch",
-        ("GET", false) => "list",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", _) => "delete",
-        (m, _) => panic!("unexpected method {m}"),
-    };
-    (group, resource, verb.to_owned())
+/// The `resources` a `kustomization.yaml` in `dir` lists.
+fn resources(dir: &str) -> BTreeSet<String> {
+    let path = root().join(dir).join("kustomization.yaml");
+    let k: Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    k["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect()
 }
 
-fn allows(rules: &[PolicyRule], (group, resource, verb): &(String, String, String)) -> bool {
-    rules.iter().any(|r| {
-        r.api_groups.iter().flatten().any(|g| g == group)
-            && r.resources.iter().flatten().any(|x| x == resource)
-            && r.verbs.iter().any(|v| v == verb)
-    })
-}
-
-#[tokio::test]
-async fn rbac_grants_what_the_controller_calls_and_no_wildcards() {
-    let docs = install();
-    let cluster: Vec<ClusterRole> = of_kind(&docs, "ClusterRole");
-    let roles: Vec<Role> = of_kind(&docs, "Role");
-    let cluster_rules: Vec<PolicyRule> =
-        cluster.iter().flat_map(|r| r.rules.clone().unwrap()).collect();
-    let lease_rules: Vec<PolicyRule> =
-        roles.iter().flat_map(|r| r.rules.clone().unwrap()).collect();
-    for rule in cluster_rules.iter().chain(&lease_rules) {
-        let all = rule
-            .verbs
-            .iter()
-            .chain(rule.resources.iter().flatten())
-            .chain(rule.api_groups.iter().flatten());
-        for item in all {
-            assert_ne!(item, "*", "no wildcards: {rule:?}");
-        }
-    }
-    let bindings: Vec<ClusterRoleBinding> = of_kind(&docs, "ClusterRoleBinding");
-    let role_bindings: Vec<RoleBinding> = of_kind(&docs, "RoleBinding");
-    let subjects: Vec<String> = bindings
-        .iter()
-        .flat_map(|b| b.subjects.clone().unwrap())
-        .chain(role_bindings.iter().flat_map(|b| b.subjects.clone().unwrap()))
-        .map(|s| s.name)
-        .collect();
-    assert!(
-        subjects.iter().all(|s| s == "oxserve-controller"),
-        "the router is bound to nothing: {subjects:?}"
-    );
-
-    // What a life cycle of an InferenceService and a TrainedModel calls.
-    let (client, server) = ApiServer::start();
-    let config = oxserve_controller::kubernetes::reconcile::Config {
-        namespace: None,
-        image: "oxserve:dev".into(),
-        router_namespace: "oxserve-system".into(),
-        routes_config_map: "oxserve-routes".into(),
-        router_selector: "app.kubernetes.io/name=oxserve-router".into(),
-        domain: "example.com".into(),
-        kserve_group: true,
-        resync: std::time::Duration::from_secs(2),
-    };
-    let state =
-        Arc::new(oxserve_controller::kubernetes::reconcile::State::new(client.clone(), config));
-    let isvc = "/apis/serving.kserve.io/v1beta1/namespaces/ml/inferenceservices/hpa";
-    let tm = "/apis/serving.kserve.io/v1alpha1/namespaces/ml/trainedmodels/m1";
-    server.put(
-        isvc,
-        json!({
-            "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-            "metadata": {"name": "hpa", "namespace": "ml", "uid": "u1", "generation": 1},
-            "spec": {"predictor": {"scaleMetric": "cpu", "maxReplicas": 3,
-                     "sklearn": {"storageUri": "gs://b/m"}}},
-        }),
-    );
-    server.put(tm, json!({
-        "apiVersion": "serving.kserve.io/v1alpha1", "kind": "TrainedModel",
-        "metadata": {"name": "m1", "namespace": "ml", "uid": "u2", "generation": 1},
-        "spec": {"inferenceService": "hpa", "model": {"framework": "sklearn", "storageUri": "gs://b/m1", "memory": "1Gi"}},
-    }));
-    let object = |path: &str| Arc::new(serde_json::from_value(server.get(path).unwrap()).unwrap());
-    use oxserve_controller::kubernetes::reconcile::{reconcile_service, reconcile_trained_model};
-    reconcile_service(object(isvc), state.clone()).await.unwrap();
-    reconcile_trained_model(object(tm), state.clone()).await.unwrap();
-    for path in [isvc, tm] {
-        let mut o = server.get(path).unwrap();
-        o["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-        server.put(path, o);
-    }
-    reconcile_trained_model(object(tm), state.clone()).await.unwrap();
-    reconcile_service(object(isvc), state.clone()).await.unwrap();
-    let elector = oxserve_controller::kubernetes::lease::LeaderElector::new(
-        kube::Api::namespaced(client, "oxserve-system"),
-        "oxserve-controller",
-        "a",
-        std::time::Duration::from_secs(15),
-    );
-    elector.try_acquire().await.unwrap();
-    elector.try_acquire().await.unwrap();
-
-    let seen = server.take_seen();
-    let needed: BTreeSet<_> = seen.iter().map(permission).collect();
-    assert!(
-        needed.contains(&("autoscaling".into(), "horizontalpodautoscalers".into(), "patch".into())),
-        "{needed:?}"
-    );
-    for p in &needed {
-        let ok = if p.1 == "leases" { allows(&lease_rules, p) } else { allows(&cluster_rules, p) };
-        assert!(ok, "not granted: {p:?}");
-    }
+/// The YAML files of `dir` but its kustomization.
+fn yaml_files(dir: &str) -> BTreeSet<String> {
+    std::fs::read_dir(root().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml") && n != "kustomization.yaml")
+        .collect()
 }
 
 #[test]
-fn kustomization_lists_every_crd_and_install_file() {
-    let text = std::fs::read_to_string(root().join("kind/kustomization.yaml")).unwrap();
-    let k: Value = serde_yaml_ng::from_str(&text).unwrap();
-    let listed: BTreeSet<String> =
-        k["resources"].as_array().unwrap().iter().map(|r| r.as_str().unwrap().to_owned()).collect();
-    for dir in ["crds", "install"] {
-        for e in std::fs::read_dir(root().join("kind").join(dir)).unwrap() {
-            let name = format!("{dir}/{}", e.unwrap().file_name().to_string_lossy());
-            assert!(listed.contains(&name), "kind/kustomization.yaml misses {name}");
-        }
+fn kustomizations_list_every_crd_and_install_file() {
+    assert_eq!(resources("kind"), BTreeSet::from(["crds".to_owned(), "install".to_owned()]));
+    for dir in ["kind/crds", "kind/install"] {
+        assert_eq!(resources(dir), yaml_files(dir), "{dir}/kustomization.yaml");
     }
-    for r in &listed {
-        assert!(root().join("kind").join(r).is_file(), "{r} does not exist");
-    }
+    let crds: BTreeSet<String> =
+        oxserve_api::crd::files().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(yaml_files("kind/crds"), crds, "kind/crds holds the generated CRDs");
+    let overlay = resources("kind/namespaced");
+    let mut expected: BTreeSet<String> = ["../crds", "../install"].map(str::to_owned).into();
+    expected.extend(yaml_files("kind/namespaced"));
+    assert_eq!(overlay, expected, "kind/namespaced/kustomization.yaml");
     let cluster: Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(root().join("kind/cluster.yaml")).unwrap(),
     )
@@ -278,22 +165,43 @@ fn kustomization_lists_every_crd_and_install_file() {
     );
 }
 
-/// Where kubectl is installed, kustomize (offline) builds `kind/` into every object.
-#[test]
-fn kubectl_kustomize_builds_kind_where_kubectl_is_installed() {
+/// `kubectl kustomize DIR`, or `None` where kubectl is not installed.
+pub fn kustomize(dir: &str) -> Option<Vec<Value>> {
     let Ok(out) =
-        std::process::Command::new("kubectl").arg("kustomize").arg(root().join("kind")).output()
+        std::process::Command::new("kubectl").arg("kustomize").arg(root().join(dir)).output()
     else {
-        eprintln!("kubectl not installed; the own checks above stand");
-        return;
+        eprintln!("kubectl not installed; the own checks stand");
+        return None;
     };
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{dir}: {}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    let kinds = text.lines().filter(|l| l.starts_with("kind: ")).count();
-    assert_eq!(
-        kinds,
-        install().len() + std::fs::read_dir(root().join("kind/crds")).unwrap().count()
-    );
+    Some(
+        serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|de| Value::deserialize(de).unwrap())
+            .filter(|d| !d.is_null())
+            .collect(),
+    )
+}
+
+/// Where kubectl is installed, kustomize (offline) builds `kind/` into every object, and
+/// `kind/namespaced` into the same install without the ClusterRole, with Roles and the
+/// controller's `--namespace`.
+#[test]
+fn kubectl_kustomize_builds_both_installs_where_kubectl_is_installed() {
+    let Some(all) = kustomize("kind") else { return };
+    assert_eq!(all.len(), install().len() + yaml_files("kind/crds").len());
+    let Some(namespaced) = kustomize("kind/namespaced") else { return };
+    let kinds = |docs: &[Value], kind: &str| docs.iter().filter(|d| d["kind"] == kind).count();
+    assert_eq!(kinds(&namespaced, "ClusterRole") + kinds(&namespaced, "ClusterRoleBinding"), 0);
+    assert_eq!(kinds(&namespaced, "CustomResourceDefinition"), 8);
+    assert_eq!(kinds(&namespaced, "Role"), 3);
+    let controller = namespaced
+        .iter()
+        .find(|d| d["kind"] == "Deployment" && d["metadata"]["name"] == "oxserve-controller")
+        .unwrap();
+    let args = &controller["spec"]["template"]["spec"]["containers"][0]["args"];
+    let args: Vec<&str> = args.as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert!(args.windows(2).any(|w| w == ["--namespace", "oxserve-models"]), "{args:?}");
 }
 
 #[test]

@@ -32,6 +32,7 @@ fn config() -> Config {
         router_namespace: "oxserve-system".into(),
         routes_config_map: "oxserve-routes".into(),
         router_selector: "app.kubernetes.io/name=oxserve-router".into(),
+        router_service: "oxserve-router".into(),
         domain: "example.com".into(),
         kserve_group: true,
         resync: Duration::from_secs(2),
@@ -266,4 +267,202 @@ async fn an_invalid_manifest_is_reported_not_retried() {
     );
     assert!(ready["message"].as_str().unwrap().contains("minReplicas"), "{ready}");
     assert!(server.get(&deployment("iris-predictor-00001")).is_none());
+}
+
+#[tokio::test]
+async fn the_backend_applies_without_replicas_and_scales_through_the_scale_subresource() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///m/iris-lr")));
+    pass(&server, &state).await.unwrap();
+    let seen = server.take_seen();
+    let apply = seen
+        .iter()
+        .find(|s| s.method == Method::PATCH && s.path == deployment("iris-predictor-00001"))
+        .expect("the Deployment applied");
+    assert!(apply.query.contains("fieldManager=oxserve-controller"), "{}", apply.query);
+    assert!(
+        apply.body.pointer("/spec/replicas").is_none(),
+        "replicas belong to /scale, not to the apply: {:#}",
+        apply.body["spec"]
+    );
+    let scale = seen
+        .iter()
+        .find(|s| s.path == format!("{}/scale", deployment("iris-predictor-00001")))
+        .expect("the replicas set through /scale");
+    assert_eq!(scale.method, Method::PATCH);
+    assert_eq!(scale.body, json!({"spec": {"replicas": 1}}), "the KPA's initial scale");
+    let d = server.get(&deployment("iris-predictor-00001")).unwrap();
+    assert_eq!(d["spec"]["replicas"], 1);
+}
+
+#[tokio::test]
+async fn an_hpa_owns_the_count_and_the_pass_never_scales_it() {
+    let (server, state) = start();
+    let mut predictor = onnx("file:///m/iris-lr");
+    predictor["scaleMetric"] = json!("cpu");
+    predictor["maxReplicas"] = json!(3);
+    write_spec(&server, isvc(1, predictor));
+    pass(&server, &state).await.unwrap();
+    let seen = server.take_seen();
+    assert!(
+        server
+            .get("/apis/autoscaling/v2/namespaces/ml/horizontalpodautoscalers/iris-predictor-00001")
+            .is_some(),
+        "the HPA"
+    );
+    assert!(!seen.iter().any(|s| s.path.ends_with("/scale")), "no /scale under an HPA");
+}
+
+fn with_transformer(generation: u64) -> Value {
+    let mut object = isvc(generation, onnx("file:///m/iris-lr"));
+    object["spec"]["transformer"] = json!({"containers": [{
+        "name": "kserve-container", "image": "kserve/image-transformer:latest",
+        "args": ["--model_name", "iris"],
+    }]});
+    object
+}
+
+#[tokio::test]
+async fn a_transformer_reaches_its_predictor_through_the_router_alias() {
+    let (server, state) = start();
+    write_spec(&server, with_transformer(1));
+    pass(&server, &state).await.unwrap();
+    let alias = server
+        .get("/api/v1/namespaces/ml/services/iris-predictor")
+        .expect("the NAME-predictor Service");
+    assert_eq!(alias["spec"]["type"], "ExternalName");
+    assert_eq!(alias["spec"]["externalName"], "oxserve-router.oxserve-system.svc.cluster.local");
+    assert_eq!(alias["metadata"]["ownerReferences"][0]["uid"], "uid-iris");
+    let t = server.get(&deployment("iris-transformer-00001")).expect("the transformer");
+    let args = t["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap();
+    assert!(args.contains(&json!("--predictor_host=iris-predictor.ml")), "{args:?}");
+
+    ready_pod(&server, "iris-predictor-00001", "10.1.0.5");
+    ready_pod(&server, "iris-transformer-00001", "10.1.0.7");
+    pass(&server, &state).await.unwrap();
+    let table = routes(&server);
+    let route = &table.services[0];
+    assert_eq!(route.entry.component, "transformer");
+    assert_eq!(route.entry.targets[0].replicas[0].http, "http://10.1.0.7:8080");
+    let predictor = route.predictor.as_ref().expect("the predictor behind the transformer");
+    assert_eq!(predictor.host, "iris-predictor.ml", "the host the transformer's requests carry");
+    assert_eq!(predictor.targets[0].replicas[0].http, "http://10.1.0.5:8080");
+}
+
+#[tokio::test]
+async fn a_component_that_leaves_the_spec_has_its_children_deleted() {
+    let (server, state) = start();
+    write_spec(&server, with_transformer(1));
+    pass(&server, &state).await.unwrap();
+    assert!(server.get(&deployment("iris-transformer-00001")).is_some());
+    write_spec(&server, isvc(2, onnx("file:///m/iris-lr")));
+    let mut object = server.get(ISVC).unwrap();
+    object["spec"].as_object_mut().unwrap().remove("transformer");
+    server.put(ISVC, object);
+    pass(&server, &state).await.unwrap();
+    let seen: Vec<String> = server.take_seen().iter().map(|s| s.line()).collect();
+    assert!(
+        seen.contains(&format!("DELETE {}", deployment("iris-transformer-00001"))),
+        "{seen:#?}"
+    );
+    assert!(server.get(&deployment("iris-transformer-00001")).is_none());
+    assert!(server.get("/api/v1/namespaces/ml/services/iris-transformer-00001").is_none());
+    assert!(server.get(&deployment("iris-predictor-00001")).is_some(), "the predictor stays");
+}
+
+#[tokio::test]
+async fn trained_models_publish_the_models_config_and_add_the_puller() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///m/iris-lr")));
+    let tm = "/apis/serving.kserve.io/v1alpha1/namespaces/ml/trainedmodels/iris-a";
+    server.put(
+        tm,
+        json!({
+            "apiVersion": "serving.kserve.io/v1alpha1", "kind": "TrainedModel",
+            "metadata": {"name": "iris-a", "namespace": "ml", "uid": "u2", "generation": 1},
+            "spec": {"inferenceService": "iris",
+                     "model": {"framework": "onnx", "storageUri": "file:///m/iris-rf", "memory": "64Mi"}},
+        }),
+    );
+    pass(&server, &state).await.unwrap();
+    let cm = server.get("/api/v1/namespaces/ml/configmaps/modelconfig-iris-0").expect("config");
+    let models: Value = serde_json::from_str(cm["data"]["models.json"].as_str().unwrap()).unwrap();
+    assert_eq!(models[0]["modelName"], "iris-a");
+    assert_eq!(models[0]["modelSpec"]["storageUri"], "file:///m/iris-rf");
+    let containers = |server: &ApiServer| {
+        server.get(&deployment("iris-predictor-00001")).unwrap()["spec"]["template"]["spec"]
+            ["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(containers(&server), ["kserve-container", "agent"], "the puller");
+    assert!(routes(&server).services[0].models.contains(&"iris-a".to_owned()), "routed by name");
+
+    // Deleted: the config empties and the next apply drops the puller.
+    let mut object = server.get(tm).unwrap();
+    object["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+    server.put(tm, object);
+    pass(&server, &state).await.unwrap();
+    let cm = server.get("/api/v1/namespaces/ml/configmaps/modelconfig-iris-0").unwrap();
+    assert_eq!(cm["data"]["models.json"], "[]");
+    // The fake merges applies (a real server-side apply would drop the agent's entry);
+    // what matters is what the controller asked for.
+    let apply = server
+        .take_seen()
+        .into_iter()
+        .rfind(|s| s.method == Method::PATCH && s.path == deployment("iris-predictor-00001"))
+        .unwrap();
+    let asked = apply.body["spec"]["template"]["spec"]["containers"].as_array().unwrap().len();
+    assert_eq!(asked, 1, "no agent without TrainedModels");
+}
+
+#[tokio::test]
+async fn the_logger_routes_to_the_agent_port_even_after_a_restart() {
+    let mut predictor = onnx("file:///m/iris-lr");
+    predictor["logger"] = json!({"mode": "all", "url": "http://dumper.ml/"});
+    let (server, state) = start();
+    write_spec(&server, isvc(1, predictor));
+    pass(&server, &state).await.unwrap();
+    ready_pod(&server, "iris-predictor-00001", "10.1.0.5");
+    pass(&server, &state).await.unwrap();
+    let http =
+        |server: &ApiServer| routes(server).services[0].entry.targets[0].replicas[0].http.clone();
+    assert_eq!(http(&server), "http://10.1.0.5:9081", "through the agent");
+
+    // A new leader knows nothing but the cluster: the backend reads the port from the
+    // revision's Service.
+    let backend = oxserve_controller::kubernetes::backend::KubeBackend::new(
+        state.client.clone(),
+        oxserve_controller::kubernetes::desired::Context {
+            image: "oxserve:dev".into(),
+            api_version: "serving.kserve.io/v1beta1".into(),
+            uid: "uid-iris".into(),
+        },
+        "ml",
+        "iris",
+        Default::default(),
+    );
+    use oxserve_controller::backend::Backend;
+    let replicas = backend.replica_status("iris-predictor-00001").await.unwrap();
+    assert_eq!(replicas[0].http.as_deref(), Some("http://10.1.0.5:9081"));
+    assert!(replicas[0].ready);
+    let status = backend.revision_status("iris-predictor-00001").await.unwrap();
+    assert_eq!(status.desired, 1);
+    let err = backend.revision_status("iris-predictor-00009").await.unwrap_err();
+    assert!(matches!(err, oxserve_controller::backend::Error::UnknownRevision(_)), "{err}");
+}
+
+#[tokio::test]
+async fn a_failing_api_server_is_retried_not_reported_as_a_rejected_child() {
+    let (server, state) = start();
+    write_spec(&server, isvc(1, onnx("file:///m/iris-lr")));
+    server.fail(Method::PATCH, "/deployments/iris-predictor-00001", 503, 1);
+    let err = pass(&server, &state).await.unwrap_err();
+    assert!(matches!(err, Error::Backend(_)), "{err}");
+    pass(&server, &state).await.unwrap();
+    let status = server.get(ISVC).unwrap()["status"].to_string();
+    assert!(!status.contains("ChildRejected"), "{status}");
 }
