@@ -4,7 +4,10 @@
 //!
 //! [`RouteTable`]: oxserve_controller::routes::RouteTable
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use oxserve_security::{AuthLayer, ServerConfig};
 
 /// The router's settings (platform.yaml's `domain` and `activator:` keys).
 #[derive(Debug, Clone)]
@@ -35,6 +38,11 @@ pub struct RouterConfig {
     /// Time a REST request body may take to arrive in full (408 and the connection closed
     /// beyond it). gRPC bodies are streams and are not bounded this way.
     pub body_read_timeout: Duration,
+    /// TLS on the REST and gRPC ports (`--tls-cert`, `--tls-key`, `--tls-client-ca`).
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Bearer tokens on the REST and gRPC ports (`--auth-token-file`); health checks stay
+    /// open.
+    pub auth: AuthLayer,
 }
 
 /// Knative's activator default.
@@ -53,6 +61,8 @@ impl Default for RouterConfig {
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
+            tls: None,
+            auth: AuthLayer::off(),
         }
     }
 }

@@ -36,7 +36,7 @@ mod table;
 pub use config::RouterConfig;
 pub use error::{ConfigError, RouteError};
 pub use router::Router;
-pub use serve::{Listeners, serve, serve_pinned};
+pub use serve::{Listeners, serve, serve_internal, serve_pinned};
 pub use service::{stack, stack_with};
 
 /// The response header naming the revision that answered.

@@ -16,8 +16,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use oxserve_security::Acceptor;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::{Layer, ServiceExt};
 
 use crate::body::Body;
 use crate::config::RouterConfig;
@@ -47,12 +49,17 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut accept = Vec::new();
     let slots = connection_slots(&router.shared.config);
+    let (tls, auth) = (&router.shared.config.tls, &router.shared.config.auth);
     for (listener, grpc) in
         std::iter::once((listeners.http, false)).chain(listeners.grpc.map(|g| (g, true)))
     {
+        // Requests without a valid token are answered before they are routed.
+        let service = auth
+            .layer(stack(router.clone(), grpc))
+            .map_response(|r: http::Response<_>| r.map(crate::body::boxed));
         accept.push(accept_loop(
-            listener,
-            stack(router.clone(), grpc),
+            Acceptor::new(listener, tls.clone())?,
+            service,
             (&router.shared.config, slots.clone()),
             stop_rx.clone(),
             &graceful,
@@ -69,7 +76,8 @@ pub async fn serve(
 /// predictor locally: it is given this listener's address as `--predictor_host`, and
 /// whatever Host it sends, its requests go to the component `host` names
 /// (`NAME-predictor.NS.DOMAIN`) through the same split, activator and metrics. The sampler
-/// runs with [`serve`], not here.
+/// runs with [`serve`], not here. The listener is plain and takes no token: it is bound on
+/// loopback for the platform's own components.
 pub async fn serve_pinned(
     listener: TcpListener,
     router: Router,
@@ -81,7 +89,26 @@ pub async fn serve_pinned(
     let slots = connection_slots(&router.shared.config);
     let limits = (&router.shared.config, slots);
     let service = stack_with(router.clone(), false, Some(host.into()));
-    let accept = accept_loop(listener, service, limits, stop_rx, &graceful);
+    let accept = accept_loop(Acceptor::Plain(listener), service, limits, stop_rx, &graceful);
+    shutdown.await;
+    drain(vec![accept], stop_tx, graceful).await;
+    Ok(())
+}
+
+/// Serves `listener` like [`serve`]'s REST port, but plain and without tokens whatever the
+/// config says: the address the platform gives its own components (explainers reach their
+/// predictor through it) when the public ports need TLS or a token. Bind it on loopback.
+pub async fn serve_internal(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let slots = connection_slots(&router.shared.config);
+    let limits = (&router.shared.config, slots);
+    let service = stack(router.clone(), false);
+    let accept = accept_loop(Acceptor::Plain(listener), service, limits, stop_rx, &graceful);
     shutdown.await;
     drain(vec![accept], stop_tx, graceful).await;
     Ok(())
@@ -92,11 +119,11 @@ fn connection_slots(config: &RouterConfig) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(config.max_connections.max(1)))
 }
 
-/// Accepts connections on `listener` and serves each with `service` (HTTP/1.1 and HTTP/2,
-/// with upgrades) until `stop` changes; the connections are watched by `graceful`, and each
-/// holds one of the slots while open.
+/// Accepts connections on `listener` (plain or TLS) and serves each with `service`
+/// (HTTP/1.1 and HTTP/2, with upgrades) until `stop` changes; the connections are watched
+/// by `graceful`, and each holds one of the slots while open.
 fn accept_loop<S>(
-    listener: TcpListener,
+    mut listener: Acceptor,
     service: S,
     (config, slots): (&RouterConfig, Arc<Semaphore>),
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -156,14 +183,17 @@ where
                 let _slot = slot;
                 // Nothing sent at all: closed without building any protocol state (hyper's
                 // header timeout starts with the first byte).
+                // (A TLS connection has already sent its handshake, within its own timeout.)
                 let mut first = [0u8; 1];
-                tokio::select! {
-                    peeked = tokio::time::timeout(header_timeout, stream.peek(&mut first)) => {
-                        if !matches!(peeked, Ok(Ok(n)) if n > 0) {
-                            return;
+                if !stream.is_tls() {
+                    tokio::select! {
+                        peeked = tokio::time::timeout(header_timeout, stream.tcp().peek(&mut first)) => {
+                            if !matches!(peeked, Ok(Ok(n)) if n > 0) {
+                                return;
+                            }
                         }
+                        _ = stopped.changed() => return,
                     }
-                    _ = stopped.changed() => return,
                 }
                 let conn = builder
                     .serve_connection_with_upgrades(

@@ -72,17 +72,33 @@ fn is_grpc_health(path: &str) -> bool {
     )
 }
 
-/// Wraps a service so that requests need a token of `tokens`.
-#[derive(Debug, Clone)]
+/// Wraps a service so that requests need a token of `tokens`. Without tokens it lets
+/// everything through (the service keeps one type either way).
+#[derive(Debug, Clone, Default)]
 pub struct AuthLayer {
-    tokens: TokenFile,
+    tokens: Option<TokenFile>,
     open: OpenPaths,
 }
 
 impl AuthLayer {
     /// Requests need a token of `tokens`, except what `open` lets through.
     pub fn new(tokens: TokenFile, open: OpenPaths) -> AuthLayer {
+        AuthLayer { tokens: Some(tokens), open }
+    }
+
+    /// Requests need a token of `tokens` when there is a token file; else none does.
+    pub fn optional(tokens: Option<TokenFile>, open: OpenPaths) -> AuthLayer {
         AuthLayer { tokens, open }
+    }
+
+    /// Lets every request through.
+    pub fn off() -> AuthLayer {
+        AuthLayer::default()
+    }
+
+    /// Whether requests need a token.
+    pub fn is_on(&self) -> bool {
+        self.tokens.is_some()
     }
 }
 
@@ -98,7 +114,7 @@ impl<S> tower::Layer<S> for AuthLayer {
 #[derive(Debug, Clone)]
 pub struct Auth<S> {
     inner: S,
-    tokens: TokenFile,
+    tokens: Option<TokenFile>,
     open: OpenPaths,
 }
 
@@ -191,13 +207,15 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let grpc = is_grpc(&request);
-        let allowed = self.open.allows(request.method(), request.uri().path(), grpc)
-            || check(&request, &self.tokens).is_ok();
-        if allowed {
+        let verdict = match &self.tokens {
+            None => Ok(()),
+            Some(_) if self.open.allows(request.method(), request.uri().path(), grpc) => Ok(()),
+            Some(tokens) => check(&request, tokens),
+        };
+        let Err(refusal) = verdict else {
             let wrap: Wrap<ResB> = |r| r.map(Either::Left);
             return EitherFuture::Left(self.inner.call(request).map_ok(wrap));
-        }
-        let refusal = check(&request, &self.tokens).err().unwrap_or(Refusal::Invalid);
+        };
         tracing::debug!(path = request.uri().path(), ?refusal, "refused: no valid bearer token");
         EitherFuture::Right(ready(Ok(refusal_response(refusal, grpc).map(Either::Right))))
     }

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 pub use auth::{AuthLayer, OpenPaths};
 pub use listener::{Acceptor, Stream};
+pub use rustls::ServerConfig;
 pub use tls::{TlsFiles, server_config};
 pub use token::{TokenFile, Tokens};
 

@@ -242,6 +242,11 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
+    /// Whether this is a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
     /// The TCP connection underneath.
     pub fn tcp(&self) -> &TcpStream {
         match self {

@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use oxserve_security::Acceptor;
 use tokio::sync::Semaphore;
 
 /// Default cap on open connections (REST and gRPC together).
@@ -74,10 +74,11 @@ impl ConnectionLimits {
     }
 }
 
-/// Accepts connections on `listener` and serves each with `service` until `stop` changes;
-/// the connections are watched by `graceful`, and each holds one of `slots` while open.
+/// Accepts connections on `listener` (plain or TLS) and serves each with `service` until
+/// `stop` changes; the connections are watched by `graceful`, and each holds one of `slots`
+/// while open.
 pub fn accept_loop<S, B>(
-    listener: TcpListener,
+    mut listener: Acceptor,
     service: S,
     http2_only: bool,
     limits: &ConnectionLimits,
@@ -129,15 +130,18 @@ where
                 // A client that connects and sends nothing holds no protocol state: hyper's
                 // header timeout starts with the first byte, the auto builder waits for it
                 // to tell HTTP/1 from HTTP/2.
+                // (A TLS connection has already sent its handshake, within its own timeout.)
                 let mut first = [0u8; 1];
-                tokio::select! {
-                    peeked = tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)) => {
-                        if !matches!(peeked, Ok(Ok(n)) if n > 0) {
-                            return;
+                if !stream.is_tls() {
+                    tokio::select! {
+                        peeked = tokio::time::timeout(first_byte_timeout, stream.tcp().peek(&mut first)) => {
+                            if !matches!(peeked, Ok(Ok(n)) if n > 0) {
+                                return;
+                            }
                         }
+                        // Shutdown does not wait for a connection that has not said anything.
+                        _ = stopped.changed() => return,
                     }
-                    // Shutdown does not wait for a connection that has not said anything.
-                    _ = stopped.changed() => return,
                 }
                 let conn = builder
                     .serve_connection_with_upgrades(

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
+use oxserve_security::{Acceptor, AuthLayer, ServerConfig};
 use tokio::net::TcpListener;
-use tower::ServiceExt;
+use tower::{Layer, ServiceExt};
 
 use crate::accept::{ConnectionLimits, accept_loop};
 use crate::core::Core;
@@ -33,6 +34,10 @@ pub struct ServeOptions {
     /// How long shutdown waits for requests in flight and open connections before closing
     /// them anyway.
     pub shutdown_timeout: Duration,
+    /// TLS on both ports (`--tls-cert`, `--tls-key`, `--tls-client-ca`); plain without.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Bearer tokens on both ports (`--auth-token-file`); health checks stay open.
+    pub auth: AuthLayer,
 }
 
 impl Default for ServeOptions {
@@ -42,6 +47,8 @@ impl Default for ServeOptions {
             body_read_timeout: rest::DEFAULT_BODY_READ_TIMEOUT,
             connections: ConnectionLimits::default(),
             shutdown_timeout: Duration::from_secs(30),
+            tls: None,
+            auth: AuthLayer::off(),
         }
     }
 }
@@ -63,8 +70,10 @@ pub async fn serve(
         body_read_timeout: options.body_read_timeout,
     })
     .map_request(|r: http::Request<hyper::body::Incoming>| r.map(axum::body::Body::new));
+    // Requests without a valid token are answered before they reach a frontend.
+    let app = options.auth.layer(app);
     let mut accept = vec![accept_loop(
-        listeners.http,
+        Acceptor::new(listeners.http, options.tls.clone())?,
         app,
         false,
         &options.connections,
@@ -77,9 +86,9 @@ pub async fn serve(
             GrpcFrontend::new(core.clone()).service(options.max_body_bytes),
         )
         .prepare();
-        let service = crate::grpc::too_large_is_resource_exhausted(service);
+        let service = options.auth.layer(crate::grpc::too_large_is_resource_exhausted(service));
         accept.push(accept_loop(
-            listener,
+            Acceptor::new(listener, options.tls.clone())?,
             service,
             true,
             &options.connections,

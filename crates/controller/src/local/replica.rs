@@ -380,6 +380,16 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
+/// `oxserve up`'s security settings, which its replicas must not inherit.
+const REPLICA_UNSET_ENV: [&str; 6] = [
+    "OXSERVE_TLS_CERT",
+    "OXSERVE_TLS_KEY",
+    "OXSERVE_TLS_CLIENT_CA",
+    "OXSERVE_AUTH_TOKEN_FILE",
+    "OXSERVE_API_TOKEN_FILE",
+    "OXSERVE_API_READ_OPEN",
+];
+
 async fn attempt_once(
     ctx: &ReplicaCtx,
     id: u32,
@@ -430,6 +440,11 @@ async fn attempt_once(
     };
     if let Some(port) = container_port {
         cmd.arg(format!("--http_port={port}")).env("PORT", port.to_string());
+    }
+    // Replicas listen on loopback for the router alone, plain and without tokens: `up`'s
+    // own TLS and token settings must not reach them through the environment.
+    for var in REPLICA_UNSET_ENV {
+        cmd.env_remove(var);
     }
     cmd.envs(launch.env.iter().map(|(k, v)| (k, v)))
         .env("NO_COLOR", "1")
