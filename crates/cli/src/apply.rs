@@ -171,7 +171,7 @@ async fn put(api: &Api, path: &str, object: &Value) -> Sent {
         .ok()
         .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
         .unwrap_or(text);
-    Sent::Refused(format!("{message} ({status})"))
+    Sent::Refused(format!("{message} ({status}){}", crate::security::hint(status)))
 }
 
 /// kubectl's `KIND.GROUP`, lowercase, with the group the manifest was written for.

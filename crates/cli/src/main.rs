@@ -9,6 +9,7 @@ mod limits;
 mod pull;
 mod resources;
 mod router;
+mod security;
 mod serve;
 mod up;
 mod wait;

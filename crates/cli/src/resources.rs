@@ -24,6 +24,9 @@ pub struct Target {
     /// The namespace.
     #[arg(short = 'n', long, env = "OXSERVE_NAMESPACE", default_value = "default")]
     namespace: String,
+    /// The token and the certificates to trust (an https:// api).
+    #[command(flatten)]
+    client: crate::security::ClientArgs,
 }
 
 /// What to get.
@@ -121,7 +124,7 @@ pub(crate) struct Api {
 impl Api {
     /// The api of `--server`, else of the `oxserve up` on the state dir, else the default.
     pub(crate) fn new(target: Target) -> Result<Api> {
-        let Target { server, state_dir, namespace } = target;
+        let Target { server, state_dir, namespace, client } = target;
         let base = match server {
             Some(s) => s,
             None => {
@@ -132,8 +135,7 @@ impl Api {
                 }
             }
         };
-        let client =
-            reqwest::Client::builder().no_proxy().build().context("building the HTTP client")?;
+        let client = client.client()?;
         Ok(Api { base: base.trim_end_matches('/').to_owned(), namespace, client })
     }
 
@@ -163,7 +165,7 @@ impl Api {
             .ok()
             .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
             .unwrap_or(text);
-        bail!("{message} ({status})")
+        bail!("{message} ({status}){}", crate::security::hint(status))
     }
 
     pub(crate) async fn json(&self, url: String) -> Result<Value> {

@@ -40,6 +40,10 @@ pub struct Args {
     threads: Option<usize>,
     #[command(flatten)]
     connections: crate::limits::ConnectionArgs,
+    #[command(flatten)]
+    tls: crate::security::TlsArgs,
+    #[command(flatten)]
+    auth: crate::security::AuthArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -54,7 +58,11 @@ pub fn run(args: Args) -> Result<()> {
         routes_poll_interval,
         threads,
         connections,
+        tls,
+        auth,
     } = args;
+    let tls = tls.config()?;
+    let tokens = auth.open()?;
     let (connections, body_read_timeout) = connections.resolve()?;
     let poll = Duration::try_from_secs_f64(routes_poll_interval)
         .ok()
@@ -78,6 +86,8 @@ pub fn run(args: Args) -> Result<()> {
             max_header_bytes: connections.max_header_bytes,
             header_read_timeout: connections.header_read_timeout,
             body_read_timeout,
+            tls: tls.clone(),
+            auth: crate::security::layer(tokens, oxserve_security::OpenPaths::HEALTH),
             ..RouterConfig::default()
         };
         let (router, mut events) = Router::new(config);
@@ -99,7 +109,8 @@ pub fn run(args: Args) -> Result<()> {
         tokio::spawn(standalone::watch(routes.clone(), router.clone(), poll, reload));
         // One machine-readable line on stdout so scripts and tests can find the ports.
         println!(
-            "oxserve router listening rest=http://{} grpc={}",
+            "oxserve router listening rest={}://{} grpc={}",
+            crate::security::scheme(&tls),
             http.local_addr()?,
             grpc.local_addr()?
         );

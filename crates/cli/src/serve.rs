@@ -41,6 +41,10 @@ pub struct Args {
     connections: crate::limits::ConnectionArgs,
     #[command(flatten)]
     admission: crate::limits::AdmissionArgs,
+    #[command(flatten)]
+    tls: crate::security::TlsArgs,
+    #[command(flatten)]
+    auth: crate::security::AuthArgs,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -55,7 +59,11 @@ pub fn run(args: Args) -> Result<()> {
         shutdown_timeout,
         connections,
         admission,
+        tls,
+        auth,
     } = args;
+    let tls = tls.config()?;
+    let tokens = auth.open()?;
     let (connections, body_read_timeout) = connections.resolve()?;
     let admission = admission.resolve()?;
     let shutdown_timeout = Duration::try_from_secs_f64(shutdown_timeout).map_err(|_| {
@@ -85,17 +93,19 @@ pub fn run(args: Args) -> Result<()> {
         core.load_all().await;
         // One machine-readable line on stdout so scripts and tests can find the ports.
         let rest_addr = http.local_addr()?;
+        let scheme = crate::security::scheme(&tls);
         match &grpc {
-            Some(g) => println!("oxserve listening rest=http://{rest_addr} grpc={}", g.local_addr()?),
-            None => println!("oxserve listening rest=http://{rest_addr}"),
+            Some(g) => println!("oxserve listening rest={scheme}://{rest_addr} grpc={}", g.local_addr()?),
+            None => println!("oxserve listening rest={scheme}://{rest_addr}"),
         }
+        let auth = crate::security::layer(tokens, oxserve_security::OpenPaths::HEALTH);
         for entry in core.entries() {
             match entry.state.reason() {
                 None => tracing::info!(model = %entry.name, versions = ?entry.versions.keys().collect::<Vec<_>>(), "serving"),
                 Some(reason) => tracing::warn!(model = %entry.name, %reason, "not serving"),
             }
         }
-        serve(Listeners { http, grpc }, core, ServeOptions { max_body_bytes, body_read_timeout, connections, shutdown_timeout }, shutdown_signal())
+        serve(Listeners { http, grpc }, core, ServeOptions { max_body_bytes, body_read_timeout, connections, shutdown_timeout, tls, auth }, shutdown_signal())
             .await
             .context("serving")?;
         tracing::info!("stopped");

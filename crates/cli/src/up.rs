@@ -27,7 +27,7 @@ use oxserve_controller::autoscaler::AutoscalerConfig;
 use oxserve_controller::local::state::{StateStore, write_atomic};
 use oxserve_controller::local::{LocalBackend, LocalConfig};
 use oxserve_controller::platform::{ObjectKind, Platform, PlatformConfig, PredictorHosts};
-use oxserve_router::{Listeners, Router, RouterConfig, serve, serve_pinned};
+use oxserve_router::{Listeners, Router, RouterConfig, serve, serve_internal, serve_pinned};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -64,6 +64,21 @@ pub struct Args {
     /// Worker threads (default: one per core).
     #[arg(long, env = "OXSERVE_THREADS")]
     threads: Option<usize>,
+    /// TLS for the router's REST and gRPC ports and the api port.
+    #[command(flatten)]
+    tls: crate::security::TlsArgs,
+    /// Bearer tokens for the router's ports (health checks stay open).
+    #[command(flatten)]
+    auth: crate::security::AuthArgs,
+    /// Bearer tokens for the api port, one per line, re-read when the file changes: apply,
+    /// delete and every other request need `Authorization: Bearer TOKEN` (`oxserve apply
+    /// --token`, `OXSERVE_TOKEN`).
+    #[arg(long, env = "OXSERVE_API_TOKEN_FILE")]
+    api_token_file: Option<PathBuf>,
+    /// With --api-token-file: GET and HEAD on the api port need no token (get, describe,
+    /// logs and the status page stay open; apply and delete do not).
+    #[arg(long, env = "OXSERVE_API_READ_OPEN", requires = "api_token_file")]
+    api_read_open: bool,
 }
 
 /// platform.yaml.
@@ -97,8 +112,29 @@ fn read_config(path: &Path) -> Result<(PlatformFile, AutoscalerConfig)> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let Args { state_dir, host, http_port, grpc_port, api_port, config, server_bin, threads } =
-        args;
+    let Args {
+        state_dir,
+        host,
+        http_port,
+        grpc_port,
+        api_port,
+        config,
+        server_bin,
+        threads,
+        tls,
+        auth,
+        api_token_file,
+        api_read_open,
+    } = args;
+    let tls = tls.config()?;
+    let router_tokens = auth.open()?;
+    let api_tokens = crate::security::open_tokens(api_token_file.as_ref(), "--api-token-file")?;
+    if !host.is_loopback() && api_tokens.is_none() {
+        eprintln!(
+            "warning: the api port binds {host}, not loopback, and has no --api-token-file: \
+             anyone who can reach it can apply and delete"
+        );
+    }
     let (file, autoscaler) = match &config {
         Some(path) => read_config(path)?,
         None => (PlatformFile::default(), AutoscalerConfig::default()),
@@ -138,13 +174,35 @@ pub fn run(args: Args) -> Result<()> {
         let http = bind(http_port, "REST").await?;
         let grpc = bind(grpc_port, "gRPC").await?;
         let api = bind(api_port, "api").await?;
-        let (http_addr, grpc_addr, api_addr) = (http.local_addr()?, grpc.local_addr()?, api.local_addr()?);
+        let (http_addr, grpc_addr, api_addr) =
+            (http.local_addr()?, grpc.local_addr()?, api.local_addr()?);
 
         let mut local = LocalConfig::new(server_bin);
         local.pvc_root = state_dir.join("pvc");
         let backend = LocalBackend::new(&store, local);
         let state_path = store.dir().to_owned();
-        let mut router_config = RouterConfig { domain: domain.clone(), ..RouterConfig::default() };
+        // The platform's own components (explainers) reach the predictor through the
+        // router; when its ports need TLS or a token they get a plain loopback listener.
+        let secured = tls.is_some() || router_tokens.is_some();
+        let internal = if secured {
+            Some(
+                tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+                    .await
+                    .context("binding the router's internal port")?,
+            )
+        } else {
+            None
+        };
+        let router_http = match &internal {
+            Some(l) => l.local_addr()?,
+            None => http_addr,
+        };
+        let mut router_config = RouterConfig {
+            domain: domain.clone(),
+            tls: tls.clone(),
+            auth: crate::security::layer(router_tokens, oxserve_security::OpenPaths::HEALTH),
+            ..RouterConfig::default()
+        };
         if let Some(q) = queue_depth {
             router_config.queue_depth = q;
         }
@@ -160,7 +218,7 @@ pub fn run(args: Args) -> Result<()> {
         let config = PlatformConfig {
             domain,
             autoscaler,
-            router_http: Some(http_addr.to_string()),
+            router_http: Some(router_http.to_string()),
             predictor_hosts: Some(Arc::new(chains)),
         };
         let (platform, mut routes) = Platform::open(store, Arc::new(backend.clone()), config)?;
@@ -197,15 +255,25 @@ pub fn run(args: Args) -> Result<()> {
             let stopped = stopped();
             async move { p.run(Some(changes), stopped).await }
         });
-        let router_task = tokio::spawn(serve(Listeners { http, grpc: Some(grpc) }, router, stopped()));
+        if let Some(internal) = internal {
+            tokio::spawn(serve_internal(internal, router.clone(), stopped()));
+        }
+        let router_task =
+            tokio::spawn(serve(Listeners { http, grpc: Some(grpc) }, router, stopped()));
         let api_state = ApiState { platform: platform.clone(), state_dir: state_path.clone() };
+        let api_open = oxserve_security::OpenPaths { health: false, reads: api_read_open };
+        let api_app = api_router(api_state).layer(crate::security::layer(api_tokens, api_open));
+        let api = oxserve_security::Acceptor::new(api, tls.clone())?;
         let api_task = tokio::spawn({
             let stopped = stopped();
-            async move { axum::serve(api, api_router(api_state)).with_graceful_shutdown(stopped).await }
+            async move { axum::serve(api, api_app).with_graceful_shutdown(stopped).await }
         });
-        write_atomic(&state_path.join(API_FILE), format!("http://{api_addr}\n").as_bytes())?;
+        let scheme = crate::security::scheme(&tls);
+        write_atomic(&state_path.join(API_FILE), format!("{scheme}://{api_addr}\n").as_bytes())?;
         // One machine-readable line on stdout so scripts and tests can find the ports.
-        println!("oxserve up rest=http://{http_addr} grpc={grpc_addr} api=http://{api_addr}");
+        println!(
+            "oxserve up rest={scheme}://{http_addr} grpc={grpc_addr} api={scheme}://{api_addr}"
+        );
 
         shutdown_signal().await;
         tracing::info!("stopping");

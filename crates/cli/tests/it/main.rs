@@ -3,6 +3,7 @@
 mod apply;
 mod python;
 mod router;
+mod security;
 mod serve;
 mod support;
 mod up;
