@@ -191,6 +191,22 @@ pub struct RevisionInfo {
     pub ready_replicas: u32,
     pub desired_replicas: u32,
     pub created: Timestamp,
+    /// What the revision's autoscaler last decided from; absent before its first decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaler: Option<AutoscalerInfo>,
+}
+
+/// A revision's last autoscaling decision as the api shows it: the windows' averages of the
+/// scaling metric the KPA observed (revision totals, e.g. requests in flight at the router),
+/// its per-replica target, whether it was panicking and what it recommended.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalerInfo {
+    pub stable_value: f64,
+    pub panic_value: f64,
+    pub target: f64,
+    pub panicking: bool,
+    pub recommended: u32,
 }
 
 struct Service {
@@ -519,6 +535,17 @@ impl Platform {
                         ready_replicas: observed.map_or(0, |o| o.ready_replicas() as u32),
                         desired_replicas: observed.map_or(0, |o| o.desired),
                         created: r.created_at(),
+                        autoscaler: state
+                            .autoscalers
+                            .get(&r.name)
+                            .and_then(|a| a.last_decision())
+                            .map(|d| AutoscalerInfo {
+                                stable_value: d.stable_value,
+                                panic_value: d.panic_value,
+                                target: d.target,
+                                panicking: d.panicking,
+                                recommended: d.recommended,
+                            }),
                     }
                 })
                 .collect(),
