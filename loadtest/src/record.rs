@@ -58,12 +58,19 @@ pub fn grpc_status(code: i32) -> u16 {
 }
 
 /// One revision as the platform's api reported it at a tick.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RevisionTick {
     pub name: String,
     pub ready: u32,
     pub desired: u32,
     pub traffic: u32,
+    /// The KPA's stable-window average of its scaling metric (requests in flight at the
+    /// router, revision total) at its last decision, where the api reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpa_stable: Option<f64>,
+    /// The panic-window average, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpa_panic: Option<f64>,
 }
 
 /// One poll of the platform.
@@ -86,6 +93,19 @@ impl Tick {
     /// Desired replicas over every revision.
     pub fn desired(&self) -> u32 {
         self.revisions.iter().map(|r| r.desired).sum()
+    }
+
+    /// The KPA's stable-window average summed over the revisions that report one; `None`
+    /// when none does (a platform whose api does not show it).
+    pub fn kpa_stable(&self) -> Option<f64> {
+        let v: Vec<f64> = self.revisions.iter().filter_map(|r| r.kpa_stable).collect();
+        (!v.is_empty()).then(|| v.iter().sum())
+    }
+
+    /// The panic-window average, likewise.
+    pub fn kpa_panic(&self) -> Option<f64> {
+        let v: Vec<f64> = self.revisions.iter().filter_map(|r| r.kpa_panic).collect();
+        (!v.is_empty()).then(|| v.iter().sum())
     }
 }
 

@@ -134,7 +134,12 @@ pub fn timeline(report: &Report, path: &Path) -> Result<(), String> {
     let top = report
         .ticks
         .iter()
-        .map(|t| (t.desired().max(t.ready()) as f64).max(t.in_flight as f64))
+        .map(|t| {
+            (t.desired().max(t.ready()) as f64)
+                .max(t.in_flight as f64)
+                .max(t.kpa_panic().unwrap_or(0.0))
+                .max(t.kpa_stable().unwrap_or(0.0))
+        })
         .fold(1.0_f64, f64::max);
     let mut chart = ChartBuilder::on(&panels[0])
         .margin(10)
@@ -173,6 +178,16 @@ pub fn timeline(report: &Report, path: &Path) -> Result<(), String> {
     line(&mut chart, "desired (all revisions)".into(), desired)?;
     let inflight = report.ticks.iter().map(|t| (t.t_ms / 1000.0, t.in_flight as f64)).collect();
     line(&mut chart, "requests in flight (client)".into(), inflight)?;
+    for (name, pick) in [
+        ("in flight at the router: KPA stable average", Tick::kpa_stable as fn(&Tick) -> _),
+        ("in flight at the router: KPA panic average", Tick::kpa_panic),
+    ] {
+        let xy: Vec<(f64, f64)> =
+            report.ticks.iter().filter_map(|t| Some((t.t_ms / 1000.0, pick(t)?))).collect();
+        if !xy.is_empty() {
+            line(&mut chart, name.into(), xy)?;
+        }
+    }
     legend(&mut chart).map_err(|e| err(&e))?;
 
     // 2. Latency percentiles per second, and the activator queue depth on its own scale.
@@ -290,6 +305,8 @@ mod tests {
                     ready: 1,
                     desired: 2,
                     traffic: 90,
+                    kpa_stable: Some(2.5),
+                    kpa_panic: None,
                 }],
                 in_flight: 3,
                 queue_depth: i,

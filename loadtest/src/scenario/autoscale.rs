@@ -37,6 +37,40 @@ pub fn expected_replicas(concurrency: u32, target: f64, max_replicas: u32) -> u3
     ((concurrency as f64 / target).ceil() as u32).clamp(1, max_replicas.max(1))
 }
 
+/// What the platform saw of one step, beside what was offered: reported, not judged (the
+/// criteria stay on the KPA's bounds for the offered concurrency).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Observed {
+    /// The mean of the load generator's requests in flight over the step's second half.
+    pub client_in_flight: f64,
+    /// The KPA's stable-window average (requests in flight at the router) at the last tick
+    /// inside the step; `None` when the api does not report it.
+    pub kpa_stable_at_end: Option<f64>,
+    /// The highest panic-window average during the step.
+    pub kpa_panic_max: Option<f64>,
+}
+
+/// [`Observed`] for `step` from the ticks.
+pub fn observed(ticks: &[Tick], step: &Step) -> Observed {
+    let mid = (step.start_ms + step.end_ms) / 2.0;
+    let late: Vec<f64> = ticks
+        .iter()
+        .filter(|t| t.t_ms >= mid && t.t_ms < step.end_ms)
+        .map(|t| t.in_flight as f64)
+        .collect();
+    let client_in_flight =
+        if late.is_empty() { 0.0 } else { late.iter().sum::<f64>() / late.len() as f64 };
+    let kpa_stable_at_end = tick_at(ticks, step.end_ms - 1.0)
+        .filter(|t| t.t_ms >= step.start_ms)
+        .and_then(Tick::kpa_stable);
+    let kpa_panic_max = ticks
+        .iter()
+        .filter(|t| t.t_ms >= step.start_ms && t.t_ms < step.end_ms)
+        .filter_map(Tick::kpa_panic)
+        .reduce(f64::max);
+    Observed { client_in_flight, kpa_stable_at_end, kpa_panic_max }
+}
+
 /// The criteria of a run.
 pub fn judge(plan: &Plan, samples: &[Sample], ticks: &[Tick]) -> Vec<Criterion> {
     let mut out = Vec::new();
@@ -123,7 +157,13 @@ mod tests {
     fn tick(t_s: f64, ready: u32, desired: u32) -> Tick {
         Tick {
             t_ms: t_s * 1000.0,
-            revisions: vec![RevisionTick { name: "r".into(), ready, desired, traffic: 100 }],
+            revisions: vec![RevisionTick {
+                name: "r".into(),
+                ready,
+                desired,
+                traffic: 100,
+                ..RevisionTick::default()
+            }],
             in_flight: 0,
             queue_depth: 0,
         }
@@ -154,6 +194,27 @@ mod tests {
 
     fn failed(v: &[(String, Outcome)]) -> Vec<&str> {
         v.iter().filter(|(_, o)| *o == Outcome::Fail).map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn observed_reports_the_client_and_the_kpa_side_by_side() {
+        let step = Step { concurrency: 16, start_ms: 10_000.0, end_ms: 20_000.0 };
+        let ticks: Vec<Tick> = (0..30)
+            .map(|s| {
+                let mut t = tick(s as f64, 1, 1);
+                t.in_flight = if s < 15 { 4 } else { 16 };
+                t.revisions[0].kpa_stable = Some(s as f64);
+                t.revisions[0].kpa_panic = Some(if s == 12 { 30.0 } else { 1.0 });
+                t
+            })
+            .collect();
+        let o = observed(&ticks, &step);
+        assert_eq!(o.client_in_flight, 16.0);
+        assert_eq!(o.kpa_stable_at_end, Some(19.0));
+        assert_eq!(o.kpa_panic_max, Some(30.0));
+        // A platform that does not report the KPA's averages: none, not zero.
+        let plain = good_ticks();
+        assert_eq!(observed(&plain, &step).kpa_stable_at_end, None);
     }
 
     #[test]

@@ -110,6 +110,9 @@ pub struct Service {
     pub batcher: Option<(u32, u32)>,
     /// Model environment; a change makes a new revision (the canary's second version).
     pub env: Vec<(String, String)>,
+    /// A custom predictor container's `command` (program and arguments) instead of a
+    /// model: the local backend runs it with `--http_port=PORT` appended.
+    pub command: Vec<String>,
 }
 
 impl Service {
@@ -148,6 +151,25 @@ impl Service {
             s.push_str(&format!(
                 "    batcher:\n      maxBatchSize: {size}\n      maxLatency: {latency}\n"
             ));
+        }
+        if !self.command.is_empty() {
+            let quoted: Vec<String> = self
+                .command
+                .iter()
+                .map(|a| serde_json::Value::from(a.as_str()).to_string())
+                .collect();
+            s.push_str(&format!(
+                "    containers:\n      - name: kserve-container\n        image: oxserve-loadtest/{}\n        command: [{}]\n",
+                self.format,
+                quoted.join(", ")
+            ));
+            if !self.env.is_empty() {
+                s.push_str("        env:\n");
+                for (k, v) in &self.env {
+                    s.push_str(&format!("          - name: {k}\n            value: \"{v}\"\n"));
+                }
+            }
+            return s;
         }
         s.push_str(&format!(
             "    model:\n      modelFormat:\n        name: {}\n      storageUri: {}\n",
@@ -224,6 +246,12 @@ mod tests {
         assert!(
             trained_model_yaml("t1", "a", "xgboost", "file:///m").contains("inferenceService: a")
         );
+        let mut c = Service::new("slow", "sleep", "");
+        c.command = vec!["/bin/oxserve-sleep".into(), "--delay-ms=200".into()];
+        let y = c.yaml();
+        assert!(y.contains("containers:\n      - name: kserve-container\n"), "{y}");
+        assert!(y.contains(r#"command: ["/bin/oxserve-sleep", "--delay-ms=200"]"#), "{y}");
+        assert!(!y.contains("model:"), "{y}");
         assert_eq!(revision("a", 2), "a-predictor-00002");
     }
 }

@@ -63,6 +63,14 @@ struct Args {
     /// The model directory base the manifests' storageUri point at.
     #[arg(long, env = "OXSERVE_LOADTEST_MODEL_BASE")]
     model_base: Option<String>,
+    /// The `oxserve-sleep` binary the autoscale scenario's predictor runs (default: the one
+    /// beside this binary). The platform runs it, so with a URL target it must be a path
+    /// the platform's machine has.
+    #[arg(long, env = "OXSERVE_LOADTEST_SLEEP_SERVER")]
+    sleep_server: Option<PathBuf>,
+    /// How long each inference of the autoscale scenario's predictor takes, ms.
+    #[arg(long, env = "OXSERVE_LOADTEST_DELAY_MS", default_value_t = 200)]
+    delay_ms: u64,
 }
 
 fn main() {
@@ -95,6 +103,8 @@ async fn run(args: Args) -> Result<bool> {
         report,
         oxserve,
         model_base,
+        sleep_server,
+        delay_ms,
     } = args;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let model_base = match model_base {
@@ -104,6 +114,22 @@ async fn run(args: Args) -> Result<bool> {
                 .context("fixtures/models (run from the project root, or pass --model-base)")?;
             format!("file://{}", dir.display())
         }
+    };
+    let sleep_server = match sleep_server {
+        Some(p) => p,
+        None => {
+            std::env::current_exe().context("locating this binary")?.with_file_name("oxserve-sleep")
+        }
+    };
+    let sleep_server = if scenario == Kind::Autoscale {
+        std::fs::canonicalize(&sleep_server).with_context(|| {
+            format!(
+                "{} (build it: cargo build -p oxserve-loadtest --bin oxserve-sleep)",
+                sleep_server.display()
+            )
+        })?
+    } else {
+        sleep_server
     };
     let mut platform = if target == "local" {
         Platform::start_local(&oxserve, scenario.platform_yaml())?
@@ -126,6 +152,8 @@ async fn run(args: Args) -> Result<bool> {
         models,
         requests,
         goose_dir: dir.join("goose"),
+        sleep_server,
+        delay_ms,
     };
     eprintln!(
         "loadtest: {scenario} against {}",

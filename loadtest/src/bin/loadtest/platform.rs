@@ -67,7 +67,9 @@ impl Platform {
         let config = dir.path().join("platform.yaml");
         std::fs::write(&config, platform_yaml)?;
         let state = dir.path().join("state");
-        let mut child = Command::new(oxserve)
+        let mut cmd = Command::new(oxserve);
+        die_with_parent(&mut cmd);
+        let mut child = cmd
             .arg("up")
             .arg("--state-dir")
             .arg(&state)
@@ -300,8 +302,34 @@ async fn fetch_revisions(
             ready: v["readyReplicas"].as_u64().unwrap_or(0) as u32,
             desired: v["desiredReplicas"].as_u64().unwrap_or(0) as u32,
             traffic: v["traffic"].as_u64().unwrap_or(0) as u32,
+            kpa_stable: v.pointer("/autoscaler/stableValue").and_then(Value::as_f64),
+            kpa_panic: v.pointer("/autoscaler/panicValue").and_then(Value::as_f64),
         })
         .collect())
+}
+
+/// Makes the child get SIGTERM when this process dies, however it dies (a signal, a panic
+/// that aborts, `kill -9`), so an `oxserve up` (and through its own `PR_SET_PDEATHSIG`, its
+/// replicas) never outlives the driver. The signal follows the thread that forks: local
+/// platforms are started from the main thread (the runtime's `block_on`), which lives as long
+/// as the process.
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (prctl, getppid, _exit); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The driver may have died before prctl took effect.
+            if libc::getppid() as u32 != parent {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Sends `sig` (`-TERM`, `-KILL`) to one process.

@@ -39,6 +39,9 @@ pub struct Run<'a> {
     pub requests: Option<usize>,
     /// Where goose writes its own run folder.
     pub goose_dir: PathBuf,
+    /// The `oxserve-sleep` binary (the autoscale scenario's predictor) and its delay.
+    pub sleep_server: PathBuf,
+    pub delay_ms: u64,
 }
 
 /// What a scenario hands back for the report.
@@ -76,15 +79,20 @@ impl Run<'_> {
     }
 }
 
-/// `autoscale`: closed-loop steps 1 → 16 → 64 → 0 at target concurrency 4.
+/// `autoscale`: closed-loop steps 1 → 16 → 64 → 0 at target concurrency 4, against a
+/// predictor whose every request takes `delay_ms` (`oxserve-sleep`), so the requests in
+/// flight at the router are the ones the users have in flight.
 pub async fn autoscale(run: &Run<'_>) -> Result<Outcome> {
     let (target, max) = (4.0, 8);
-    let mut svc = run.xgb("autoscale");
+    let mut svc = Service::new("autoscale", "sleep", "");
+    svc.command =
+        vec![run.sleep_server.display().to_string(), format!("--delay-ms={}", run.delay_ms)];
     svc.min_replicas = Some(0);
     svc.max_replicas = Some(max);
     svc.autoscaling =
         vec![("target".into(), "4".into()), ("target-utilization-percentage".into(), "100".into())];
-    run.apply(&svc, "target 4, max 8").await?;
+    run.apply(&svc, &format!("target 4, max 8, oxserve-sleep {} ms per request", run.delay_ms))
+        .await?;
     run.wait_ready(&svc.name).await?;
     let step = run.seconds(12, 8);
     let (stop, poller) =
@@ -132,17 +140,27 @@ pub async fn autoscale(run: &Run<'_>) -> Result<Outcome> {
         .iter()
         .map(|st| {
             let h = histogram(window(&samples, st.start_ms, st.end_ms));
+            let seen = scenario::autoscale::observed(&ticks, st);
             json!({
                 "concurrency": st.concurrency,
                 "requests": h.len(),
                 "rps": h.len() as f64 / step.as_secs_f64(),
                 "p50_ms": percentile_ms(&h, 0.5),
                 "p99_ms": percentile_ms(&h, 0.99),
+                "client_in_flight_mean": seen.client_in_flight,
+                "kpa_stable_at_end": seen.kpa_stable_at_end,
+                "kpa_panic_max": seen.kpa_panic_max,
             })
         })
         .collect();
     Ok(Outcome {
-        figures: json!({ "step_s": s, "target": target, "max_replicas": max, "steps": per_step }),
+        figures: json!({
+            "step_s": s,
+            "target": target,
+            "max_replicas": max,
+            "delay_ms": run.delay_ms,
+            "steps": per_step,
+        }),
         criteria: scenario::autoscale::judge(&plan, &samples, &ticks),
     })
 }
@@ -257,11 +275,18 @@ pub async fn canary(run: &Run<'_>) -> Result<Outcome> {
             .collect();
     let settle = (phase.as_secs_f64() * 1000.0 / 2.0).min(8000.0);
     let mut criteria = scenario::canary::judge(&phases, settle, &samples);
+    // The load generator's own pace is the machine's, not the platform's: the quick form (a
+    // gate on a small CI machine) tolerates 1 % of slots late; the full run none.
+    let allowed = if run.quick { schedule.total() / 100 } else { 0 };
     criteria.push(Criterion::check(
         "open loop kept its schedule",
-        "no slot a whole round late (user pool large enough)",
+        if allowed == 0 {
+            "no slot a whole round late (user pool large enough)".to_owned()
+        } else {
+            format!("at most {allowed} slots a whole round late (quick: the machine's pace)")
+        },
         format!("{} late of {}", load.missed_slots, schedule.total()),
-        load.missed_slots == 0,
+        load.missed_slots <= allowed,
     ));
     let splits: Vec<Value> = phases
         .iter()
