@@ -29,6 +29,8 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
             .context("Python client tests failed")?;
         crate::agent_env::run_tests(sh)?;
     }
+    // Last: the quick load tests (canary, scale-from-zero, autoscale) on the debug build.
+    crate::loadtest::gate(sh).context("load-test gate failed")?;
     eprintln!("xtask: all tests passed");
     Ok(())
 }
