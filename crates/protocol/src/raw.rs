@@ -10,7 +10,9 @@ use half::{bf16, f16};
 
 use crate::datatype::DataType;
 use crate::error::{ProtocolError, Result};
-use crate::tensor::{TensorData, element_count, shape_string};
+use crate::tensor::{
+    TensorData, check_bytes_count, check_bytes_element, element_count, shape_string,
+};
 
 /// Decodes `bytes`, the raw layout of tensor `name` with `datatype` and `shape`, into a typed
 /// vector. The byte size must match the shape exactly: for fixed-size types
@@ -85,6 +87,7 @@ fn decode_bytes_elements(
     count: usize,
     bytes: &[u8],
 ) -> Result<Vec<Bytes>> {
+    check_bytes_count(name, count)?;
     // Every element needs at least its 4-byte prefix, so this bounds the allocation by the
     // input size rather than by a client-supplied shape.
     let mut out = Vec::with_capacity(count.min(bytes.len() / 4));
@@ -97,6 +100,7 @@ fn decode_bytes_elements(
             )));
         };
         let len = u32::from_le_bytes(*prefix) as usize;
+        check_bytes_element(name, i, len)?;
         let Some((element, tail)) = tail.split_at_checked(len) else {
             return Err(ProtocolError::invalid(format!(
                 "tensor \"{name}\": BYTES element {i} declares {len} bytes, only {} remain",

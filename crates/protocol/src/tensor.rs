@@ -166,9 +166,16 @@ impl Tensor {
         self.data.datatype()
     }
 
-    /// Checks that the shape has no negative dimension and that its product equals the
-    /// number of elements. Every decoder calls this before a model sees the tensor.
+    /// Checks that the shape has no negative dimension, that its product equals the
+    /// number of elements and that BYTES elements are within [`MAX_BYTES_ELEMENTS`] and
+    /// [`MAX_BYTES_ELEMENT_LEN`]. Every decoder calls this before a model sees the tensor.
     pub fn validate(&self) -> Result<()> {
+        if let TensorData::Bytes(elements) = &self.data {
+            check_bytes_count(&self.name, elements.len())?;
+            for (i, e) in elements.iter().enumerate() {
+                check_bytes_element(&self.name, i, e.len())?;
+            }
+        }
         let expected = element_count(&self.name, &self.shape)?;
         let got = self.data.len();
         if expected != got {
@@ -182,6 +189,34 @@ impl Tensor {
         }
         Ok(())
     }
+}
+
+/// Most elements one BYTES tensor may have. Each element costs a buffer handle (32 bytes)
+/// beside its contents, so without a bound a body of empty strings would grow about ten
+/// times over in memory while it is decoded.
+pub const MAX_BYTES_ELEMENTS: usize = 1 << 22;
+
+/// Largest single BYTES element, in bytes.
+pub const MAX_BYTES_ELEMENT_LEN: usize = 16 << 20;
+
+/// Refuses a BYTES tensor of more than [`MAX_BYTES_ELEMENTS`] elements.
+pub fn check_bytes_count(name: &str, count: usize) -> Result<()> {
+    if count > MAX_BYTES_ELEMENTS {
+        return Err(ProtocolError::invalid(format!(
+            "tensor \"{name}\": {count} BYTES elements is over the limit of {MAX_BYTES_ELEMENTS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a BYTES element longer than [`MAX_BYTES_ELEMENT_LEN`].
+pub fn check_bytes_element(name: &str, index: usize, len: usize) -> Result<()> {
+    if len > MAX_BYTES_ELEMENT_LEN {
+        return Err(ProtocolError::invalid(format!(
+            "tensor \"{name}\": BYTES element {index} is {len} bytes, over the limit of {MAX_BYTES_ELEMENT_LEN}"
+        )));
+    }
+    Ok(())
 }
 
 /// Product of the dimensions of `shape`, refusing negative dimensions and overflow.
@@ -226,6 +261,25 @@ mod tests {
         let t = Tensor::new("x", vec![i64::MAX, i64::MAX], TensorData::Fp32(vec![]));
         assert!(t.validate().unwrap_err().to_string().contains("too large"));
         Tensor::new("x", vec![2, 0], TensorData::Fp32(vec![])).validate().unwrap();
+    }
+
+    #[test]
+    fn bytes_tensors_are_bounded_in_count_and_element_size() {
+        let big = bytes::Bytes::from(vec![b'a'; MAX_BYTES_ELEMENT_LEN + 1]);
+        let t = Tensor::new("s", vec![2], TensorData::Bytes(vec![bytes::Bytes::new(), big]));
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            format!(
+                "tensor \"s\": BYTES element 1 is {} bytes, over the limit of {MAX_BYTES_ELEMENT_LEN}",
+                MAX_BYTES_ELEMENT_LEN + 1
+            )
+        );
+        let many = vec![bytes::Bytes::new(); MAX_BYTES_ELEMENTS + 1];
+        let n = i64::try_from(many.len()).unwrap();
+        let t = Tensor::new("s", vec![n], TensorData::Bytes(many));
+        assert!(t.validate().unwrap_err().to_string().contains("BYTES elements is over the limit"));
+        let fine = vec![bytes::Bytes::from_static(b"ok"); 3];
+        Tensor::new("s", vec![3], TensorData::Bytes(fine)).validate().unwrap();
     }
 
     #[test]
