@@ -6,7 +6,7 @@
 //!   offers `h2` and `http/1.1` so gRPC and REST share it.
 //! - [`listener`]: [`Acceptor`], a TCP listener that hands out connections after their TLS
 //!   handshake (run off the accept loop, bounded in time and number), usable from hyper
-//!   accept loops, `axum::serve` and tonic's incoming stream.
+//!   accept loops and `axum::serve`.
 //! - [`token`]: token files (`--auth-token-file`), one token per line, re-read when they
 //!   change; compared in constant time.
 //! - [`auth`]: the tower layer that answers 401 + `WWW-Authenticate: Bearer` (or gRPC

@@ -1,6 +1,6 @@
 //! [`Acceptor`]: a bound TCP listener that hands out connections, plain or after their TLS
 //! handshake, with the same `accept()` shape as `TcpListener` so every accept loop (hyper,
-//! `axum::serve`, tonic's incoming stream) takes either.
+//! `axum::serve`) takes either.
 //!
 //! Handshakes run in tasks of their own, never in the accept loop: a client that opens a
 //! connection and sends nothing cannot stall the others. Each is bounded in time
@@ -90,28 +90,6 @@ impl Acceptor {
         match self {
             Acceptor::Plain(l) => l.local_addr(),
             Acceptor::Tls(l) => Ok(l.local),
-        }
-    }
-
-    /// The accepted connections as a stream (tonic's `serve_with_incoming`). Accept errors
-    /// are logged and retried after a short pause rather than ending the stream.
-    pub fn into_incoming(self) -> impl futures::Stream<Item = io::Result<Stream>> + Send {
-        futures::stream::unfold(self, |mut acceptor| async move {
-            let stream = accept_retrying(&mut acceptor).await;
-            Some((Ok(stream), acceptor))
-        })
-    }
-}
-
-/// `accept`, logging and retrying errors.
-async fn accept_retrying(acceptor: &mut Acceptor) -> Stream {
-    loop {
-        match acceptor.accept().await {
-            Ok((stream, _)) => return stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
         }
     }
 }
