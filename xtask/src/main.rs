@@ -4,6 +4,7 @@ mod agent_env;
 mod bench;
 mod codegen;
 mod conformance;
+mod deny;
 mod demo;
 mod fixtures;
 mod fuzz;
@@ -50,6 +51,9 @@ enum Command {
     Loadtest(loadtest::Args),
     /// Run the cargo-fuzz targets under fuzz/ (--target T, --time S seconds each).
     Fuzz(fuzz::Args),
+    /// Audit the dependency graph offline against deny.toml: licences, duplicate major
+    /// versions, sources (advisories: cargo-deny in CI).
+    Deny,
 }
 
 fn main() -> Result<()> {
@@ -67,6 +71,7 @@ fn main() -> Result<()> {
         Command::Kind(args) => kind::run(&sh, args),
         Command::Loadtest(args) => loadtest::run(&sh, args),
         Command::Fuzz(args) => fuzz::run(&sh, args),
+        Command::Deny => deny::run(&sh),
     }
 }
 

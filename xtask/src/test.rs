@@ -1,5 +1,5 @@
-//! `cargo xtask test`: the whole suite — setup, every crate's unit, integration and doc
-//! tests, then the tests that need the Python client environment.
+//! `cargo xtask test`: the whole suite — setup, the offline dependency audit, every crate's
+//! unit, integration and doc tests, then the tests that need the Python client environment.
 
 use anyhow::{Context, Result};
 use xshell::{Shell, cmd};
@@ -15,6 +15,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     let Args { no_python } = args;
     let lib = crate::onnxruntime::ensure(sh)?;
     let _lib_env = sh.push_env("OXSERVE_ONNXRUNTIME_LIB", &lib);
+    crate::deny::run(sh).context("dependency audit (cargo xtask deny)")?;
     cmd!(sh, "cargo build --workspace --all-targets").run().context("building the workspace")?;
     cmd!(sh, "cargo test --workspace --all-targets --no-fail-fast")
         .run()

@@ -22,7 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use futures::{StreamExt, TryStreamExt};
-use md5::Md5;
+// md-5 0.11 (the version object_store uses) implements the newer `digest` traits, sha2 0.10
+// the older ones: both are in scope, and each type finds its own.
+use md5::{Digest as _, Md5};
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
