@@ -596,7 +596,21 @@ async fn put_kind(
             r.headers_mut().insert("x-oxserve-apply", HeaderValue::from_static(applied.as_str()));
             r
         }
-        Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        Err(e) => error(apply_error_status(&e), e.to_string()),
+    }
+}
+
+/// 422 for an object that cannot be applied as it is; 500 when keeping it failed (a full
+/// disk, an unwritable state dir): the object was fine, the server was not, and the stored
+/// state is what it was before.
+fn apply_error_status(e: &oxserve_controller::platform::Error) -> StatusCode {
+    use oxserve_controller::backend::Error as Backend;
+    use oxserve_controller::platform::Error as Platform;
+    match e {
+        Platform::Backend(Backend::Io { .. } | Backend::Json { .. } | Backend::Locked(_)) => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

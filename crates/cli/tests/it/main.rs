@@ -1,6 +1,7 @@
 //! Integration tests of the `oxserve` binary: real processes on ephemeral loopback ports.
 
 mod apply;
+mod faults;
 mod python;
 mod router;
 mod security;
