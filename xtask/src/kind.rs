@@ -8,6 +8,8 @@
 //!   the cluster's nodes and restarts the controller and router on it;
 //! - `e2e`: waits for both to roll out, then runs the cluster tests of oxserve-controller
 //!   (`tests/kube`, the `#[ignore = "needs a kind cluster"]` ones) against the cluster;
+//! - `logs`: the cluster's objects and the controller's and router's logs (the workflow's
+//!   step on failure);
 //! - `down`: deletes the cluster;
 //! - `check`: the tier that needs no cluster: the `kube` tests of oxserve-controller (the
 //!   desired state, the reconciler and leader election against a fake API server, the
@@ -36,6 +38,8 @@ enum Step {
     Load,
     /// Run the cluster tests (the ignored tests of oxserve-controller's `kube` suite).
     E2e,
+    /// Print the cluster's objects and the controller's and router's logs.
+    Logs,
     /// Delete the kind cluster.
     Down,
     /// Run the tests that need no cluster (fake API server, snapshots, manifests) and clippy.
@@ -86,6 +90,27 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
             cmd!(sh, "cargo clippy -p oxserve-controller -p oxserve-cli --features kubernetes --all-targets -- -D warnings")
                 .run()
                 .context("clippy with the kubernetes feature")?;
+        }
+        Step::Logs => {
+            // Diagnostics: each command's failure is printed, not fatal.
+            let ns = "oxserve-system";
+            for args in [
+                vec!["get", "all,cm,lease,isvc", "-A", "-o", "wide"],
+                vec![
+                    "-n",
+                    ns,
+                    "logs",
+                    "deployment/oxserve-controller",
+                    "--all-containers",
+                    "--tail",
+                    "300",
+                ],
+                vec!["-n", ns, "logs", "deployment/oxserve-router", "--tail", "300"],
+            ] {
+                if let Err(e) = cmd!(sh, "kubectl --context {context} {args...}").run() {
+                    eprintln!("xtask: {e}");
+                }
+            }
         }
         Step::Down => {
             cmd!(sh, "kind delete cluster --name {CLUSTER}")

@@ -8,6 +8,7 @@ mod deny;
 mod demo;
 mod fixtures;
 mod fuzz;
+mod gpu;
 mod kind;
 mod loadtest;
 mod onnxruntime;
@@ -51,6 +52,9 @@ enum Command {
     Loadtest(loadtest::Args),
     /// Run the cargo-fuzz targets under fuzz/ (--target T, --time S seconds each).
     Fuzz(fuzz::Args),
+    /// The GPU tier (self-hosted GPU runner): ONNX Runtime's CUDA build, the `gpu` feature
+    /// build and the CUDA tests.
+    Gpu,
     /// Audit the dependency graph offline against deny.toml: licences, duplicate major
     /// versions, sources (advisories: cargo-deny in CI).
     Deny,
@@ -71,6 +75,7 @@ fn main() -> Result<()> {
         Command::Kind(args) => kind::run(&sh, args),
         Command::Loadtest(args) => loadtest::run(&sh, args),
         Command::Fuzz(args) => fuzz::run(&sh, args),
+        Command::Gpu => gpu::run(&sh),
         Command::Deny => deny::run(&sh),
     }
 }

@@ -7,7 +7,9 @@
 //! `oxserve pull URI /mnt/models/PATH` into an emptyDir; the agent sidecar on port 9081 when
 //! the logger or a container's batcher is on), a Service of the same name in front of it,
 //! and an autoscaling/v2 HPA when `scaleMetric` is `cpu` or `memory` (KServe's raw mode);
-//! otherwise the KPA sets the Deployment's replicas.
+//! otherwise the KPA sets the Deployment's replicas. Per service with a transformer: the
+//! `NAME-predictor` Service, an alias of the router, which the transformer's
+//! `--predictor_host=NAME-predictor.NS` reaches.
 
 use std::collections::BTreeMap;
 

@@ -4,11 +4,21 @@
 //! activator. Compiled with the `kubernetes` feature only.
 //!
 //! - [`desired`]: the desired state as pure functions (snapshot-tested as YAML).
-//! - [`backend`]: [`backend::KubeBackend`], the [`crate::backend::Backend`] trait over
-//!   Deployments (ensure → server-side apply, scale → replicas, status → ready pods).
-//! - [`reconcile`]: the controller: revisions kept in a state ConfigMap per service, children
-//!   applied, status written with server-side apply on `/status`, a finalizer for cleanup,
-//!   the route table published as a ConfigMap the router mounts.
+//! - [`backend`]: [`backend::KubeBackend`], the second implementation of the
+//!   [`crate::backend::Backend`] trait beside the local one, made per service and pass.
+//! - [`reconcile`]: the controller: revisions kept in a state ConfigMap per service, driven
+//!   through the backend, status written with server-side apply on `/status`, a finalizer
+//!   for cleanup, the route table published as a ConfigMap the router mounts.
+//!
+//! What the trait covers, the reconciler does through [`backend::KubeBackend`]:
+//! `ensure_revision` (the revision's Deployment, without `replicas`, and its Service),
+//! `scale` (the Deployment's `/scale`, also the activator's fast path), `delete_revision`
+//! (a revision whose component left the spec), `revision_status`/`replica_status` (its
+//! pods: phase, readiness, `http://POD_IP:PORT`) and `set_models` (a multi-model parent's
+//! `modelconfig-NAME-0` and the agent's puller in its predictor pods). Kubernetes-only, in
+//! the reconciler: the HPA of `scaleMetric: cpu|memory`, the transformer's `NAME-predictor`
+//! alias Service, the revision state ConfigMap, the finalizer, `/status`, the routes
+//! ConfigMap and leader election.
 //! - [`lease`]: leader election over a `coordination.k8s.io/v1` Lease.
 //! - [`scrape`]: the router pods' `/metrics` turned into the KPA's samples.
 //!

@@ -113,6 +113,18 @@ fn transformer_and_predictor() {
         .unwrap();
     assert!(args.contains(&"--predictor_host=mnist-predictor.ml".to_owned()), "{args:?}");
     insta::assert_yaml_snapshot!("transformer", transformer);
+    // The predictor host resolves to the router through the service's alias.
+    let isvc = objects(TRANSFORMER).remove(0);
+    let owner = desired::owner_reference(&isvc, &ctx(&isvc));
+    let alias = desired::predictor_service(
+        "mnist",
+        "ml",
+        "oxserve-router.oxserve-system.svc.cluster.local",
+        &owner,
+    );
+    assert_eq!(desired::predictor_host("mnist", "ml"), "mnist-predictor.ml");
+    assert_eq!(alias.metadata.name.as_deref(), Some("mnist-predictor"));
+    insta::assert_yaml_snapshot!("transformer_predictor_alias", alias);
 }
 
 const BATCHER: &str = "

@@ -227,16 +227,36 @@ fn workflows_parse_and_call_only_xtask() {
                 );
                 for line in step["run"].as_str().unwrap_or_default().lines() {
                     let line = line.trim();
-                    if line.starts_with("cargo") {
-                        assert!(line.starts_with("cargo xtask "), "{name}: {line}");
-                    }
+                    let tool = line.split_whitespace().next().unwrap_or_default();
+                    assert!(
+                        line.starts_with("cargo xtask ")
+                            || ["mkdir", "cat"].contains(&tool)
+                            || line.is_empty(),
+                        "{name}: {job}: only cargo xtask is run: {line}"
+                    );
                 }
             }
         }
         names.push(name);
     }
     names.sort();
-    assert_eq!(names, ["ci.yml", "conformance.yml", "kind-e2e.yml"]);
+    assert_eq!(names, ["ci.yml", "conformance.yml", "gpu.yml", "kind-e2e.yml"]);
+    let gpu: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("gpu.yml")).unwrap()).unwrap();
+    assert_eq!(gpu["jobs"]["gpu"]["runs-on"], serde_json::json!(["self-hosted", "gpu"]));
+    let kind: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("kind-e2e.yml")).unwrap())
+            .unwrap();
+    let runs: Vec<&str> = kind["jobs"]["kind"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["run"].as_str())
+        .collect();
+    for step in ["up", "load", "e2e", "logs", "down"] {
+        let line = format!("cargo xtask kind {step}");
+        assert!(runs.iter().any(|r| r.trim() == line), "kind-e2e.yml runs {line}: {runs:?}");
+    }
 }
 
 #[test]
