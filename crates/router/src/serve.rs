@@ -157,13 +157,6 @@ where
             .adaptive_window(true);
         let builder = Arc::new(builder);
         loop {
-            let slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break,
-                },
-                _ = stop.changed() => break,
-            };
             let (stream, _) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -173,6 +166,16 @@ where
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
+                },
+                _ = stop.changed() => break,
+            };
+            // The slot is taken after the accept: an accept loop waiting on an idle port
+            // must not hold a slot another port's clients need. Beyond the cap this
+            // loop holds one accepted connection and accepts no more until a slot frees.
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
                 },
                 _ = stop.changed() => break,
             };

@@ -102,13 +102,6 @@ where
     let first_byte_timeout = limits.header_read_timeout;
     tokio::spawn(async move {
         loop {
-            let slot = tokio::select! {
-                slot = slots.clone().acquire_owned() => match slot {
-                    Ok(slot) => slot,
-                    Err(_) => break,
-                },
-                _ = stop.changed() => break,
-            };
             let stream = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => stream,
@@ -118,6 +111,16 @@ where
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
+                },
+                _ = stop.changed() => break,
+            };
+            // The slot is taken after the accept: an accept loop waiting on an idle port
+            // must not hold a slot another port's clients need. Beyond the cap this
+            // loop holds one accepted connection and accepts no more until a slot frees.
+            let slot = tokio::select! {
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
                 },
                 _ = stop.changed() => break,
             };

@@ -71,26 +71,68 @@ impl GrpcFrontend {
 
 /// tonic answers a message over `max_decoding_message_size` with OUT_OF_RANGE; gRPC's own
 /// implementations (and its status code table: "message larger than configured max")
-/// answer RESOURCE_EXHAUSTED, which is what clients check for, so the code is rewritten.
-/// The refusal of a unary call is a trailers-only response, its status in the headers.
+/// answer RESOURCE_EXHAUSTED, which is what clients check for, so the code is rewritten,
+/// in the headers of a trailers-only answer and in the trailers of any other.
 pub fn too_large_is_resource_exhausted<S, B>(
     service: S,
-) -> tower::util::MapResponse<S, fn(http::Response<B>) -> http::Response<B>>
+) -> tower::util::MapResponse<S, fn(http::Response<B>) -> http::Response<TooLarge<B>>>
 where
     S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
 {
-    fn rewrite<B>(mut response: http::Response<B>) -> http::Response<B> {
-        let headers = response.headers_mut();
-        let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
-            && headers
-                .get("grpc-message")
-                .is_some_and(|m| m.as_bytes().windows(9).any(|w| w == b"too large"));
-        if too_large {
-            headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-        }
-        response
+    fn rewrite<B>(response: http::Response<B>) -> http::Response<TooLarge<B>> {
+        let (mut parts, body) = response.into_parts();
+        too_large_status(&mut parts.headers);
+        http::Response::from_parts(parts, TooLarge(body))
     }
     tower::ServiceExt::map_response(service, rewrite as fn(_) -> _)
+}
+
+/// Rewrites grpc-status 11 to 8 when the message says the message was too large.
+fn too_large_status(headers: &mut http::HeaderMap) {
+    // tonic percent-encodes the message's spaces.
+    let says_too_large = |m: &http::HeaderValue| {
+        let m = m.as_bytes();
+        m.windows(9).any(|w| w == b"too large") || m.windows(11).any(|w| w == b"too%20large")
+    };
+    let too_large = headers.get("grpc-status").is_some_and(|v| v == "11")
+        && headers.get("grpc-message").is_some_and(says_too_large);
+    if too_large {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+}
+
+/// A response body whose trailers get [`too_large_status`].
+pub struct TooLarge<B>(B);
+
+impl<B: hyper::body::Body + Unpin> hyper::body::Body for TooLarge<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<B::Data>, B::Error>>> {
+        let polled = Pin::new(&mut self.0).poll_frame(cx);
+        polled.map(|frame| {
+            frame.map(|frame| {
+                frame.map(|frame| match frame.into_trailers() {
+                    Ok(mut trailers) => {
+                        too_large_status(&mut trailers);
+                        hyper::body::Frame::trailers(trailers)
+                    }
+                    Err(frame) => frame,
+                })
+            })
+        })
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.0.size_hint()
+    }
 }
 
 fn non_empty(s: &str) -> Option<&str> {

@@ -86,6 +86,7 @@ async fn a_full_queue_is_503_and_a_long_wait_is_504() {
     until("3 queued", || router.queued("q-1") == 3).await;
     let full = http.post(&url, None, &infer_body()).await;
     assert_eq!(full.status, 503);
+    assert_eq!(full.headers["retry-after"], "1");
     assert!(full.error().contains("queue is full"), "{}", full.error());
     assert_eq!(full.revision(), "q-1");
     for h in held {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use oxserve_server::core::{Core, CoreConfig};
 use oxserve_server::repository::Repository;
-use oxserve_server::rest::{self, RestState};
+use oxserve_server::rest::RestState;
 use oxserve_server::serve::{Listeners, ServeOptions, serve};
 
 /// `fixtures/` of the workspace.
