@@ -1086,3 +1086,32 @@ proptest! {
         }
     }
 }
+
+// A short panic window (17 % of 6 s: two one-second buckets) fed by a router whose
+// samples land just before each second ends, read by ticks just after it begins: the
+// panic average must be the load of the last sample, not zero.
+#[test]
+fn a_two_bucket_panic_window_reads_the_last_sample() {
+    let t0 = Instant::now();
+    let config = AutoscalerConfig::default();
+    let spec = ScalingSpec {
+        stable_window: Duration::from_secs(6),
+        panic_window: Duration::from_millis(1020),
+        ..knative_spec(4.0, 0.0, ScaleMetric::Concurrency)
+    };
+    let mut a = Autoscaler::new(&config, spec, t0);
+    let mut panic = Vec::new();
+    for k in 0..8u64 {
+        let at = t0 + Duration::from_millis(k * 1000 + 900);
+        a.record(&RevisionSample {
+            revision: "r".into(),
+            at,
+            interval: Duration::from_secs(1),
+            average_concurrency: 16.0,
+            requests: 16,
+        });
+        let d = a.tick(t0 + Duration::from_millis(k * 1000 + 1100), 1, 16);
+        panic.push(d.panic_value);
+    }
+    assert!(panic.iter().all(|v| *v == 16.0), "panic averages {panic:?}");
+}
