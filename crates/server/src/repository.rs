@@ -12,6 +12,15 @@
 //! (`oxserve serve ./model.onnx`) also works: it is a repository of one model.
 //! The runtime is chosen by the model file: `*.onnx` → ONNX Runtime, `*.json`/`*.ubj` →
 //! XGBoost, `*.txt` → LightGBM.
+//!
+//! A request cannot make the server read outside what the operator put in the repository:
+//! a name given to [`Repository::locate`] is only ever compared with the names found, never
+//! joined into a path (one with a path separator, `.` or `..` is refused outright). The
+//! repository's entries are the operator's: a model directory may be a symlink to one kept
+//! elsewhere (`oxserve up` builds each replica's repository that way). What a model's own
+//! files name is contained: a version directory, model file, `model-settings.json` or
+//! explainer background file that resolves (through symlinks or `..`) outside its model
+//! directory is refused with the reason. Symlinks that stay inside are followed.
 
 use std::path::{Path, PathBuf};
 
@@ -114,11 +123,22 @@ impl Repository {
     }
 
     /// Every model in the repository, sorted by name. Directories that hold no model are
-    /// skipped; a model whose settings are broken is reported as an error entry.
+    /// skipped; a model whose settings are broken, or that resolves outside the
+    /// repository, is reported as an error entry.
     pub fn scan(&self) -> Vec<Result<ModelLocation>> {
+        self.entries()
+            .into_iter()
+            .map(|e| match e {
+                Entry::Found(r) => r,
+                Entry::Escapes { name, message } => Err(Error::load(name, message)),
+            })
+            .collect()
+    }
+
+    fn entries(&self) -> Vec<Entry> {
         match &self.root {
-            Root::File(file) => vec![single_file(file)],
-            Root::ModelDir(dir) => vec![locate_dir(dir, &dir_name(dir))],
+            Root::File(file) => vec![Entry::Found(single_file(file))],
+            Root::ModelDir(dir) => vec![contained_model(dir, &dir_name(dir))],
             Root::Directory(root) => {
                 let mut dirs: Vec<PathBuf> = match std::fs::read_dir(root) {
                     Ok(entries) => entries
@@ -127,20 +147,20 @@ impl Repository {
                         .filter(|p| p.is_dir() && !dir_name(p).starts_with('.'))
                         .collect(),
                     Err(e) => {
-                        return vec![Err(Error::load(
+                        return vec![Entry::Found(Err(Error::load(
                             root.display().to_string(),
                             format!("reading repository: {e}"),
-                        ))];
+                        )))];
                     }
                 };
                 dirs.sort();
-                let mut found: Vec<Result<ModelLocation>> = dirs
+                let mut found: Vec<Entry> = dirs
                     .iter()
                     .filter(|d| is_model_dir(d) || has_version_dirs(d))
-                    .map(|d| locate_dir(d, &dir_name(d)))
+                    .map(|d| contained_model(d, &dir_name(d)))
                     .collect();
                 found.sort_by(|a, b| match (a, b) {
-                    (Ok(a), Ok(b)) => a.name.cmp(&b.name),
+                    (Entry::Found(Ok(a)), Entry::Found(Ok(b))) => a.name.cmp(&b.name),
                     _ => std::cmp::Ordering::Equal,
                 });
                 found
@@ -148,19 +168,88 @@ impl Repository {
         }
     }
 
-    /// The model served as `name`.
+    /// The model served as `name`. A name that could only be a path (`../x`, `a/b`, `.`)
+    /// and a model whose files resolve outside its directory are invalid requests (400); a
+    /// name the repository does not hold is not found (404).
     pub fn locate(&self, name: &str) -> Result<ModelLocation> {
-        for found in self.scan() {
-            match found {
-                Ok(loc) if loc.name == name => return Ok(loc),
-                Err(Error::Load { model, message }) if model == name => {
+        check_name(name)?;
+        for entry in self.entries() {
+            match entry {
+                Entry::Found(Ok(loc)) if loc.name == name => return Ok(loc),
+                Entry::Found(Err(Error::Load { model, message })) if model == name => {
                     return Err(Error::Load { model, message });
+                }
+                Entry::Escapes { name: n, message } if n == name => {
+                    return Err(Error::invalid(format!("model \"{name}\": {message}")));
                 }
                 _ => {}
             }
         }
         Err(Error::not_found(format!("model \"{name}\" is not in the repository")))
     }
+}
+
+/// One model of a scan: located (or failed to), or refused for leaving its directory.
+// A scan's entries live only until it returns; boxing the location would buy nothing.
+#[allow(clippy::large_enum_variant)]
+enum Entry {
+    Found(Result<ModelLocation>),
+    Escapes { name: String, message: String },
+}
+
+/// A model name as a request gives it: never a path.
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\\', '\0']) {
+        return Err(Error::invalid(format!(
+            "model name \"{}\": a model name cannot be empty, \".\", \"..\" or hold '/', '\\' or NUL",
+            name.escape_debug()
+        )));
+    }
+    Ok(())
+}
+
+/// Locates the model in `dir` once every path it reads is known to resolve inside `dir`
+/// (itself resolved: the directory may be a symlink).
+fn contained_model(dir: &Path, name: &str) -> Entry {
+    let root = match dir.canonicalize() {
+        Ok(r) => r,
+        Err(e) => {
+            return Entry::Found(Err(Error::load(name, format!("{}: {e}", dir.display()))));
+        }
+    };
+    let escapes = |name: &str, path: &Path| -> Option<Entry> {
+        let real = path.canonicalize().ok()?;
+        (!real.starts_with(&root)).then(|| Entry::Escapes {
+            name: name.to_owned(),
+            message: format!(
+                "{} resolves to {}, outside the model directory {}",
+                path.display(),
+                real.display(),
+                root.display()
+            ),
+        })
+    };
+    // The settings file is checked before it is read.
+    if let Some(e) = escapes(name, &dir.join(SETTINGS_FILE)) {
+        return e;
+    }
+    let location = match locate_dir(dir, name) {
+        Ok(l) => l,
+        Err(e) => return Entry::Found(Err(e)),
+    };
+    let background = location
+        .settings
+        .explainer
+        .as_ref()
+        .and_then(|e| e.background.as_ref())
+        .map(|b| b.file.as_path());
+    let files = location.versions.iter().map(|v| v.file.as_path()).chain(background);
+    for file in files {
+        if let Some(e) = escapes(&location.name, file) {
+            return e;
+        }
+    }
+    Entry::Found(Ok(location))
 }
 
 fn dir_name(p: &Path) -> String {
@@ -263,6 +352,58 @@ mod tests {
     fn touch(p: &Path) {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(p, b"x").unwrap();
+    }
+
+    #[test]
+    fn names_that_are_paths_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        touch(&tmp.path().join("iris/model.onnx"));
+        let repo = Repository::open(tmp.path()).unwrap();
+        for name in ["", ".", "..", "../iris", "iris/..", "/etc", "a\\b", "a\0b"] {
+            let err = repo.locate(name).unwrap_err();
+            assert_eq!(err.code(), oxserve_protocol::ErrorCode::InvalidArgument, "{name:?}");
+            assert!(err.to_string().contains("a model name cannot be"), "{err}");
+        }
+        assert!(repo.locate("iris").is_ok());
+        assert!(
+            repo.locate("a..b").is_err_and(|e| e.to_string().contains("not in the repository"))
+        );
+    }
+
+    #[test]
+    fn symlinks_out_of_the_repository_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, out) = (tmp.path().join("repo"), tmp.path().join("out"));
+        touch(&out.join("m/model.onnx"));
+        touch(&out.join("settings.json"));
+        touch(&root.join("inside/model.onnx"));
+        std::os::unix::fs::symlink(out.join("m"), root.join("dirlink")).unwrap();
+        touch(&root.join("filelink/1/placeholder"));
+        std::os::unix::fs::symlink(out.join("m/model.onnx"), root.join("filelink/1/model.onnx"))
+            .unwrap();
+        touch(&root.join("settingslink/model.onnx"));
+        std::os::unix::fs::symlink(
+            out.join("settings.json"),
+            root.join("settingslink/model-settings.json"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(root.join("inside"), root.join("alias")).unwrap();
+        let repo = Repository::open(&root).unwrap();
+        for name in ["filelink", "settingslink"] {
+            let err = repo.locate(name).unwrap_err();
+            assert_eq!(err.code(), oxserve_protocol::ErrorCode::InvalidArgument, "{name}: {err}");
+            assert!(err.to_string().contains("outside the model directory"), "{err}");
+        }
+        assert!(repo.locate("alias").is_ok(), "a symlink that stays inside is followed");
+        // A model directory linked in by the operator is theirs to place (`oxserve up` does).
+        let linked = repo.locate("dirlink").unwrap();
+        assert_eq!(linked.versions[0].file, root.join("dirlink/model.onnx"));
+        let scanned = repo.scan();
+        let refused = scanned
+            .iter()
+            .filter(|r| r.as_ref().is_err_and(|e| e.to_string().contains("outside the model")))
+            .count();
+        assert_eq!(refused, 2, "{scanned:?}");
     }
 
     #[test]

@@ -5,4 +5,5 @@
 mod explain;
 mod limits;
 mod python;
+mod repository;
 mod support;
