@@ -15,12 +15,11 @@
 //!
 //! A request cannot make the server read outside what the operator put in the repository:
 //! a name given to [`Repository::locate`] is only ever compared with the names found, never
-//! joined into a path (one with a path separator, `.` or `..` is refused outright). The
-//! repository's entries are the operator's: a model directory may be a symlink to one kept
-//! elsewhere (`oxserve up` builds each replica's repository that way). What a model's own
-//! files name is contained: a version directory, model file, `model-settings.json` or
-//! explainer background file that resolves (through symlinks or `..`) outside its model
-//! directory is refused with the reason. Symlinks that stay inside are followed.
+//! joined into a path (one with a path separator, `.` or `..` is refused outright), and the
+//! one path a model's settings name, the explainer background file, must lie inside the
+//! model directory (relative, no `..`). Symlinks are the operator's and are followed: a
+//! model directory or file may link to one kept elsewhere (`oxserve up` serves `file://`
+//! models and builds each replica's repository that way).
 
 use std::path::{Path, PathBuf};
 
@@ -169,8 +168,8 @@ impl Repository {
     }
 
     /// The model served as `name`. A name that could only be a path (`../x`, `a/b`, `.`)
-    /// and a model whose files resolve outside its directory are invalid requests (400); a
-    /// name the repository does not hold is not found (404).
+    /// and a model whose settings name a file outside its directory are invalid requests
+    /// (400); a name the repository does not hold is not found (404).
     pub fn locate(&self, name: &str) -> Result<ModelLocation> {
         check_name(name)?;
         for entry in self.entries() {
@@ -189,7 +188,7 @@ impl Repository {
     }
 }
 
-/// One model of a scan: located (or failed to), or refused for leaving its directory.
+/// One model of a scan: located (or failed to), or refused for naming a path outside it.
 // A scan's entries live only until it returns; boxing the location would buy nothing.
 #[allow(clippy::large_enum_variant)]
 enum Entry {
@@ -208,31 +207,8 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Locates the model in `dir` once every path it reads is known to resolve inside `dir`
-/// (itself resolved: the directory may be a symlink).
+/// Locates the model in `dir`, refusing a settings file that names a path outside it.
 fn contained_model(dir: &Path, name: &str) -> Entry {
-    let root = match dir.canonicalize() {
-        Ok(r) => r,
-        Err(e) => {
-            return Entry::Found(Err(Error::load(name, format!("{}: {e}", dir.display()))));
-        }
-    };
-    let escapes = |name: &str, path: &Path| -> Option<Entry> {
-        let real = path.canonicalize().ok()?;
-        (!real.starts_with(&root)).then(|| Entry::Escapes {
-            name: name.to_owned(),
-            message: format!(
-                "{} resolves to {}, outside the model directory {}",
-                path.display(),
-                real.display(),
-                root.display()
-            ),
-        })
-    };
-    // The settings file is checked before it is read.
-    if let Some(e) = escapes(name, &dir.join(SETTINGS_FILE)) {
-        return e;
-    }
     let location = match locate_dir(dir, name) {
         Ok(l) => l,
         Err(e) => return Entry::Found(Err(e)),
@@ -243,10 +219,20 @@ fn contained_model(dir: &Path, name: &str) -> Entry {
         .as_ref()
         .and_then(|e| e.background.as_ref())
         .map(|b| b.file.as_path());
-    let files = location.versions.iter().map(|v| v.file.as_path()).chain(background);
-    for file in files {
-        if let Some(e) = escapes(&location.name, file) {
-            return e;
+    if let Some(file) = background {
+        // `load_dir` joined it to `dir`: an absolute path replaced `dir`, `..` climbs out.
+        let inside = file.strip_prefix(dir).is_ok_and(|rel| {
+            rel.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+        });
+        if !inside {
+            return Entry::Escapes {
+                name: location.name,
+                message: format!(
+                    "{SETTINGS_FILE}: explainer.background.file {} is outside the model directory {}",
+                    file.display(),
+                    dir.display()
+                ),
+            };
         }
     }
     Entry::Found(Ok(location))
@@ -371,39 +357,35 @@ mod tests {
     }
 
     #[test]
-    fn symlinks_out_of_the_repository_are_refused() {
+    fn a_background_file_outside_the_model_is_refused_and_symlinks_are_followed() {
         let tmp = tempfile::tempdir().unwrap();
         let (root, out) = (tmp.path().join("repo"), tmp.path().join("out"));
         touch(&out.join("m/model.onnx"));
-        touch(&out.join("settings.json"));
         touch(&root.join("inside/model.onnx"));
         std::os::unix::fs::symlink(out.join("m"), root.join("dirlink")).unwrap();
-        touch(&root.join("filelink/1/placeholder"));
-        std::os::unix::fs::symlink(out.join("m/model.onnx"), root.join("filelink/1/model.onnx"))
-            .unwrap();
-        touch(&root.join("settingslink/model.onnx"));
-        std::os::unix::fs::symlink(
-            out.join("settings.json"),
-            root.join("settingslink/model-settings.json"),
-        )
-        .unwrap();
         std::os::unix::fs::symlink(root.join("inside"), root.join("alias")).unwrap();
+        for (dir, file) in [("climbs", "../../out/rows.csv"), ("absolute", "/etc/passwd")] {
+            touch(&root.join(dir).join("model.onnx"));
+            let settings = format!(
+                r#"{{"explainer":{{"type":"kernelshap","background":{{"file":"{file}"}}}}}}"#
+            );
+            std::fs::write(root.join(dir).join(SETTINGS_FILE), settings).unwrap();
+        }
         let repo = Repository::open(&root).unwrap();
-        for name in ["filelink", "settingslink"] {
+        for name in ["climbs", "absolute"] {
             let err = repo.locate(name).unwrap_err();
             assert_eq!(err.code(), oxserve_protocol::ErrorCode::InvalidArgument, "{name}: {err}");
             assert!(err.to_string().contains("outside the model directory"), "{err}");
         }
-        assert!(repo.locate("alias").is_ok(), "a symlink that stays inside is followed");
-        // A model directory linked in by the operator is theirs to place (`oxserve up` does).
+        assert!(repo.locate("alias").is_ok());
         let linked = repo.locate("dirlink").unwrap();
         assert_eq!(linked.versions[0].file, root.join("dirlink/model.onnx"));
-        let scanned = repo.scan();
-        let refused = scanned
+        let refused = repo
+            .scan()
             .iter()
             .filter(|r| r.as_ref().is_err_and(|e| e.to_string().contains("outside the model")))
             .count();
-        assert_eq!(refused, 2, "{scanned:?}");
+        assert_eq!(refused, 2);
     }
 
     #[test]

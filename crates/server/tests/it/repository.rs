@@ -1,7 +1,6 @@
 //! The repository API cannot be made to read outside what the operator put in the model
-//! repository: names that are paths (plain or percent-encoded) and model files that point
-//! out of their model directory are refused with a clear error, and the server keeps
-//! serving.
+//! repository: names that are paths (plain or percent-encoded) and settings that name a
+//! file outside the model are refused with a clear error, and the server keeps serving.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -27,17 +26,20 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// `tmp/repo/` with one real model (`good`), `linked`, a symlink the operator made to a model
-/// directory beside the repository, and `linkfile`, whose model file is a symlink out of its
-/// directory.
+/// directory beside the repository, and `climbs`, whose settings name a background file
+/// outside it.
 fn repo_with_escapes(tmp: &Path) -> std::path::PathBuf {
     let model = fixtures().join("models/xgb-binary");
     let repo = tmp.join("repo");
     copy_dir(&model, &repo.join("good"));
     copy_dir(&model, &tmp.join("secret"));
     std::os::unix::fs::symlink(tmp.join("secret"), repo.join("linked")).unwrap();
-    std::fs::create_dir_all(repo.join("linkfile")).unwrap();
-    std::os::unix::fs::symlink(tmp.join("secret/model.json"), repo.join("linkfile/model.json"))
-        .unwrap();
+    copy_dir(&model, &repo.join("climbs"));
+    std::fs::write(
+        repo.join("climbs/model-settings.json"),
+        br#"{"explainer":{"type":"kernelshap","background":{"file":"../../secret/model.json"}}}"#,
+    )
+    .unwrap();
     // A symlink that stays inside is fine.
     std::os::unix::fs::symlink(repo.join("good"), repo.join("alias")).unwrap();
     repo
@@ -79,14 +81,14 @@ async fn load_by_name_cannot_leave_the_repository() {
         ("..%2Fsecret", 400),
         ("%2Ftmp%2Fsecret", 400),
         ("good%2F..%2F..%2Fsecret", 400),
-        ("linkfile", 400),
+        ("climbs", 400),
         ("secret", 404),
     ] {
         let (status, body) = load(&router, name).await;
         assert_eq!(status, want, "{name}: {body}");
         let error = body["error"].as_str().unwrap_or_else(|| panic!("{name}: {body}"));
         match want {
-            400 if name == "linkfile" => {
+            400 if name == "climbs" => {
                 assert!(error.contains("outside the model directory"), "{name}: {error}")
             }
             400 => assert!(error.contains("a model name cannot be"), "{name}: {error}"),
