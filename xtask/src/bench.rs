@@ -16,12 +16,17 @@
 //! - `cargo xtask bench instructions` counts the user-space instructions per REST request
 //!   of oxserve and the bare ceiling with callgrind: stable figures on a busy machine.
 //!
+//! - `cargo xtask bench overload` offers 5× the server's measured capacity with tiny and
+//!   1 MiB bodies mixed: peak RSS against a stated bound, the accepted requests' p99 against
+//!   the unloaded p99, the share shed with 503, and whether the server survived.
+//!
 //! All measure and report; none asserts a figure. `docs/benchmarks.md` records results.
 
 mod batching;
 mod criterion;
 mod explain;
 mod instructions;
+mod overload;
 mod peers;
 mod router;
 mod server;
@@ -56,6 +61,8 @@ enum BenchCommand {
     Router(router::Args),
     /// Time TreeSHAP against XGBoost's and LightGBM's own contributions, and KernelSHAP.
     Explain(explain::Args),
+    /// Offer 5× the measured capacity (tiny and 1 MiB bodies mixed): RSS, p99, shed share.
+    Overload(overload::Args),
 }
 
 pub fn run(sh: &Shell, args: Args) -> Result<()> {
@@ -69,6 +76,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         BenchCommand::Instructions(args) => instructions::run(sh, args),
         BenchCommand::Router(args) => router::run(sh, args),
         BenchCommand::Explain(args) => explain::run(sh, args),
+        BenchCommand::Overload(args) => overload::run(sh, args),
     }
 }
 
