@@ -184,7 +184,9 @@ mod tests {
         let stream = http_body_util::StreamBody::new(rx);
         let body = Deadline::new(boxed(stream), std::time::Duration::from_secs(5));
         tx.try_send(Ok(Frame::data(Bytes::from_static(b"a")))).unwrap();
-        let err = body.collect().await.err().expect("the body never ends, so it times out");
+        let Err(err) = body.collect().await else {
+            panic!("the body never ends, so it must time out");
+        };
         assert!(err.is::<BodyTimedOut>(), "{err}");
         drop(tx);
         let done =

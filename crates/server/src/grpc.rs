@@ -69,13 +69,15 @@ impl GrpcFrontend {
     }
 }
 
+/// A gRPC service whose answers went through [`too_large_is_resource_exhausted`].
+pub type ResourceExhaustedOnTooLarge<S, B> =
+    tower::util::MapResponse<S, fn(http::Response<B>) -> http::Response<TooLarge<B>>>;
+
 /// tonic answers a message over `max_decoding_message_size` with OUT_OF_RANGE; gRPC's own
 /// implementations (and its status code table: "message larger than configured max")
 /// answer RESOURCE_EXHAUSTED, which is what clients check for, so the code is rewritten,
 /// in the headers of a trailers-only answer and in the trailers of any other.
-pub fn too_large_is_resource_exhausted<S, B>(
-    service: S,
-) -> tower::util::MapResponse<S, fn(http::Response<B>) -> http::Response<TooLarge<B>>>
+pub fn too_large_is_resource_exhausted<S, B>(service: S) -> ResourceExhaustedOnTooLarge<S, B>
 where
     S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
 {
