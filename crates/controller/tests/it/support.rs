@@ -2,12 +2,17 @@
 
 use std::path::{Path, PathBuf};
 
-/// The `oxserve` binary replicas run: `$OXSERVE_BIN`, else the workspace's
-/// `target/debug/oxserve` (build it first with `cargo build -p oxserve-cli`).
+/// The `oxserve` binary replicas run: `$OXSERVE_BIN`, else `debug/oxserve` in
+/// `$CARGO_TARGET_DIR` or the workspace's `target/` (build it first with
+/// `cargo build -p oxserve-cli`).
 pub fn oxserve_bin() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let bin = match std::env::var_os("OXSERVE_BIN") {
         Some(b) => PathBuf::from(b),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/oxserve"),
+        None => match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => workspace.join(dir).join("debug/oxserve"),
+            None => workspace.join("target/debug/oxserve"),
+        },
     };
     assert!(
         bin.is_file(),
