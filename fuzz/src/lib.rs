@@ -82,3 +82,24 @@ pub fn assert_load_error(e: &oxserve_server::Error, model: &str) {
         other => panic!("a bad model file must be a load error, got {other:?}"),
     }
 }
+
+/// The checks on a tree model loaded from outside bytes (the XGBoost and LightGBM loaders):
+/// a refusal is a load error naming the model; an accepted model predicts on the
+/// [`probe_rows`] of its feature count without panicking, and when it answers, it gives a
+/// whole, non-zero number of values per row.
+pub fn check_tree_model<M, T>(
+    loaded: oxserve_server::Result<M>,
+    num_features: impl FnOnce(&M) -> usize,
+    predict: impl FnOnce(&M, &[f32]) -> oxserve_server::Result<Vec<T>>,
+) {
+    let model = match loaded {
+        Ok(m) => m,
+        Err(e) => return assert_load_error(&e, "fuzz"),
+    };
+    let Some((n, rows)) = probe_rows(num_features(&model)) else {
+        return;
+    };
+    if let Ok(out) = predict(&model, &rows) {
+        assert!(!out.is_empty() && out.len() % n == 0, "{} values for {n} rows", out.len());
+    }
+}
