@@ -34,6 +34,7 @@ mod trees;
 
 use std::path::Path;
 
+use crate::target_dir;
 use anyhow::{Context, Result, bail, ensure};
 use xshell::{Shell, cmd};
 
@@ -77,14 +78,6 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
         BenchCommand::Router(args) => router::run(sh, args),
         BenchCommand::Explain(args) => explain::run(sh, args),
         BenchCommand::Overload(args) => overload::run(sh, args),
-    }
-}
-
-/// Where cargo puts build output (`CARGO_TARGET_DIR` or `target/`).
-fn target_dir() -> std::path::PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => crate::project_root().join(dir),
-        None => crate::project_root().join("target"),
     }
 }
 

@@ -103,7 +103,7 @@ fn build_suite(sh: &Shell) -> Result<PathBuf> {
     cmd!(sh, "cargo build --quiet -p oxserve-conformance -p oxserve-cli")
         .run()
         .context("building the conformance suite and oxserve")?;
-    Ok(crate::project_root().join("target/debug/oxserve-conformance"))
+    Ok(crate::target_dir().join("debug/oxserve-conformance"))
 }
 
 /// A server the task started; stopped (SIGTERM by PID, then reaped) when dropped.
@@ -141,7 +141,7 @@ fn start_oxserve(sh: &Shell) -> Result<Started> {
     for source in [root.join("fixtures/models"), root.join("conformance/models")] {
         copy_dir(&source, &repo)?;
     }
-    let mut child = Command::new(root.join("target/debug/oxserve"))
+    let mut child = Command::new(crate::target_dir().join("debug/oxserve"))
         .arg("serve")
         .arg(&repo)
         .args(["--http-port", "0", "--grpc-port", "0"])

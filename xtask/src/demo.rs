@@ -73,10 +73,10 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     let root = crate::project_root();
     let oxserve = if debug {
         cmd!(sh, "cargo build -p oxserve-cli").run().context("building oxserve")?;
-        root.join("target/debug/oxserve")
+        crate::target_dir().join("debug/oxserve")
     } else {
         cmd!(sh, "cargo build --release -p oxserve-cli").run().context("building oxserve")?;
-        root.join("target/release/oxserve")
+        crate::target_dir().join("release/oxserve")
     };
     let dir = std::env::temp_dir().join(format!("oxserve-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -87,7 +87,7 @@ pub fn run(sh: &Shell, args: Args) -> Result<()> {
     )
     .run()
     .context("building oxserve, oxserve-loadtest and oxserve-sleep")?;
-    let bin = target_dir().join(if debug { "debug" } else { "release" });
+    let bin = crate::target_dir().join(if debug { "debug" } else { "release" });
     drive(
         &scenarios,
         &target,
@@ -179,14 +179,7 @@ pub fn gate(sh: &Shell) -> Result<()> {
         &GATE,
         "local",
         std::path::Path::new("target/loadtest-gate"),
-        &target_dir().join("debug"),
+        &crate::target_dir().join("debug"),
         vec!["--quick".into()],
     )
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => crate::project_root().join(dir),
-        None => crate::project_root().join("target"),
-    }
 }

@@ -85,6 +85,15 @@ pub fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_owned()
 }
 
+/// Where cargo puts build output (`CARGO_TARGET_DIR`, relative to the project root, or
+/// `target/`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => project_root().join(dir),
+        None => project_root().join("target"),
+    }
+}
+
 /// Where xtask keeps downloaded and generated artifacts (ignored by git).
 pub fn state_dir() -> PathBuf {
     project_root().join(".oxserve")
