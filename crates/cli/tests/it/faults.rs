@@ -162,7 +162,9 @@ async fn sigterm_during_a_burst(target: &str, server: &str, pid: u32) -> Vec<Out
         count(|o| *o == Outcome::Refused),
         count(|o| matches!(o, Outcome::Unanswered(_)))
     );
-    assert!(count(|o| *o == Outcome::Refused) > 0, "the burst saw the refusal");
+    // The refusal itself is asserted above (a fresh connect is refused): whether a burst
+    // task also met it depends on timing (all of them may have been waiting on accepted
+    // requests when the listener closed).
     results
 }
 
