@@ -84,15 +84,7 @@ pub async fn serve_pinned(
     host: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let graceful = Arc::new(GracefulShutdown::new());
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let slots = connection_slots(&router.shared.config);
-    let limits = (&router.shared.config, slots);
-    let service = stack_with(router.clone(), false, Some(host.into()));
-    let accept = accept_loop(Acceptor::Plain(listener), service, limits, stop_rx, &graceful);
-    shutdown.await;
-    drain(vec![accept], stop_tx, graceful).await;
-    Ok(())
+    serve_plain(listener, router, Some(host.into()), shutdown).await
 }
 
 /// Serves `listener` like [`serve`]'s REST port, but plain and without tokens whatever the
@@ -103,11 +95,21 @@ pub async fn serve_internal(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_plain(listener, router, None, shutdown).await
+}
+
+/// One plain, token-free REST listener (pinned to a host or not) until `shutdown`.
+async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    pinned: Option<Arc<str>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let graceful = Arc::new(GracefulShutdown::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let slots = connection_slots(&router.shared.config);
     let limits = (&router.shared.config, slots);
-    let service = stack(router.clone(), false);
+    let service = stack_with(router.clone(), false, pinned);
     let accept = accept_loop(Acceptor::Plain(listener), service, limits, stop_rx, &graceful);
     shutdown.await;
     drain(vec![accept], stop_tx, graceful).await;
